@@ -1,0 +1,50 @@
+"""The training objective: a weighted sum of named loss terms, as listed in the config.
+
+    total = Σ_k weight_k · Σ_t term_{k,t}
+
+where loss k returns the named terms term_{k,t} (whose sum is that loss). Every term is also returned unweighted
+for logging under the name its loss gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from mmcl.config import Section
+from mmcl.errors import UserError
+from mmcl.losses.registry import create_loss
+
+
+class LossTermConfig(Section):
+    """One entry of the objective: which loss, its weight in the total, its options."""
+
+    name: str = Field(description="registered loss name, e.g. clip, siglip, cua, symile (see mmcl.losses.list_losses())")
+    weight: float = Field(1.0, description="multiplier of this loss in the total objective")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword options of the loss, e.g. {modalities: [image, text]}"
+    )
+
+
+class Objective(nn.Module):
+    """Builds each configured loss; ``forward(outputs, batch)`` returns ``(total, terms)``."""
+
+    def __init__(self, terms: list[LossTermConfig]):
+        super().__init__()
+        if not terms:
+            raise UserError("the objective has no loss terms; list at least one, e.g. - name: clip")
+        self.losses = nn.ModuleList(create_loss(term.name, **term.options) for term in terms)
+        self.weights = [term.weight for term in terms]
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        total: Tensor | float = 0.0
+        logged: dict[str, Tensor] = {}
+        for index, (loss, weight) in enumerate(zip(self.losses, self.weights)):
+            for name, value in loss(outputs, batch).items():
+                # Two entries with the same name (say two clip terms differing only in options) stay distinct in logs.
+                logged[name if name not in logged else f"{name}[{index}]"] = value
+                total = total + weight * value
+        return total, logged

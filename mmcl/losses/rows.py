@@ -1,0 +1,100 @@
+"""Shared pieces of every loss: which rows take part, local rows against global columns, the InfoNCE row loss.
+
+Masks: a term that needs modalities M uses exactly the rows whose ``batch["<m>_mask"]`` is true for every m in M
+(no mask key means every row has that modality). Rows are *selected*, not zero-weighted, so padding embeddings
+never enter a logit, a normaliser or a negative set, and their gradient is exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmcl.losses import distributed
+from mmcl.losses.registry import LossOptionError
+
+# Entries of the model's output dict that are not modality embeddings.
+SCALAR_KEYS = ("logit_scale", "logit_bias")
+
+
+def output_modalities(outputs: Mapping[str, Any]) -> list[str]:
+    """The modality names present in a model output dict, in their order there."""
+    return [k for k, v in outputs.items() if k not in SCALAR_KEYS and isinstance(v, Tensor) and v.dim() == 2]
+
+
+def check_modalities(loss: str, modalities: Sequence[str], count: int | None = None, at_least: int = 2) -> list[str]:
+    """Validate a ``modalities`` option: distinct names, exactly ``count`` of them or at least ``at_least``."""
+    names = list(modalities) if not isinstance(modalities, str) else [modalities]
+    if len(set(names)) != len(names):
+        raise LossOptionError(f"loss {loss!r}: modalities {names} repeat a name")
+    if count is not None and len(names) != count:
+        raise LossOptionError(f"loss {loss!r}: needs exactly {count} modalities, got {names}")
+    if len(names) < at_least:
+        raise LossOptionError(f"loss {loss!r}: needs at least {at_least} modalities, got {names}")
+    return names
+
+
+def presence(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, modalities: Sequence[str]) -> Tensor:
+    """Bool [B]: rows that have every one of ``modalities``."""
+    missing = [m for m in modalities if m not in outputs]
+    if missing:
+        raise KeyError(f"model outputs lack modality {missing}; they have {output_modalities(outputs)}")
+    first = outputs[modalities[0]]
+    keep = torch.ones(first.shape[0], dtype=torch.bool, device=first.device)
+    for m in modalities:
+        mask = None if batch is None else batch.get(f"{m}_mask")
+        if mask is not None:
+            keep = keep & mask.to(device=keep.device, dtype=torch.bool)
+    return keep
+
+
+@dataclass
+class Rows:
+    """The rows of one term: this rank's (``local``) and every rank's (``glob``), per modality.
+
+    ``positives[i]`` is the index in ``glob`` of local row i. ``share`` = world_size / n_global turns a sum over
+    local rows into this rank's share of the global mean (see :mod:`mmcl.losses.distributed`).
+    """
+
+    local: dict[str, Tensor]
+    glob: dict[str, Tensor]
+    positives: Tensor
+    share: float
+
+    @property
+    def n_global(self) -> int:
+        return next(iter(self.glob.values())).shape[0]
+
+
+def select(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, modalities: Sequence[str]) -> Rows:
+    """Rows having all ``modalities``, locally and gathered (with gradient) across ranks."""
+    keep = presence(outputs, batch, modalities)
+    rank, world_size = distributed.world()
+    local = {m: outputs[m][keep] for m in modalities}
+    n_local = int(keep.sum())
+    if world_size == 1:
+        return Rows(local, local, torch.arange(n_local, device=keep.device), 1.0 / max(n_local, 1))
+    keep_all = distributed.gather_mask(keep)
+    glob = {m: distributed.gather(outputs[m])[keep_all] for m in modalities}
+    before = int(keep_all[: rank * keep.shape[0]].sum())
+    positives = torch.arange(before, before + n_local, device=keep.device)
+    return Rows(local, glob, positives, world_size / max(int(keep_all.sum()), 1))
+
+
+def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positive_weight: Tensor | None = None) -> Tensor:
+    """Per-row InfoNCE, ``-w_i z[i, p_i] + logsumexp_j z[i, j]``; [n].
+
+    ``decoupled`` drops the positive from the logsumexp (DCL); ``positive_weight`` is w_i (1 when None). With
+    neither, this is the cross-entropy of row i with target p_i.
+    """
+    positive = logits.gather(1, positives[:, None]).squeeze(1)
+    if decoupled:
+        is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positives[:, None], True)
+        logits = logits.masked_fill(is_positive, float("-inf"))
+    if positive_weight is not None:
+        positive = positive_weight * positive
+    return torch.logsumexp(logits, dim=1) - positive
