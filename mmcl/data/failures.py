@@ -1,0 +1,46 @@
+"""Counting samples that fail to decode: skipped, named in a rate-limited log, and counted by reason.
+
+Each loader worker holds its own counter; the counts since the last batch ride along in the batch
+under `__failures__`, so the training process can sum them across workers and log them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+log = logging.getLogger("mmcl.data")
+
+
+class SampleError(Exception):
+    """A sample that cannot be used; `reason` is a short, stable label used as the counter key."""
+
+    def __init__(self, key: str, reason: str, detail: str = ""):
+        super().__init__(f"sample {key!r}: {reason}" + (f" ({detail})" if detail else ""))
+        self.key = key
+        self.reason = reason
+
+
+class FailureCounter:
+    """Exception handler for webdataset stages that counts and logs instead of raising."""
+
+    def __init__(self, log_first: int = 10):
+        self.log_first = log_first
+        self.total: Counter[str] = Counter()
+        self.unreported: Counter[str] = Counter()
+
+    def __call__(self, exn: Exception) -> bool:
+        reason = exn.reason if isinstance(exn, SampleError) else f"unreadable: {type(exn).__name__}"
+        self.total[reason] += 1
+        self.unreported[reason] += 1
+        if self.total[reason] <= self.log_first:
+            log.warning("skipped %s", exn)
+            if self.total[reason] == self.log_first:
+                log.warning("further %r failures are counted but not logged", reason)
+        return True  # keep streaming
+
+    def take(self) -> dict[str, int]:
+        """Counts since the last call."""
+        taken = dict(self.unreported)
+        self.unreported.clear()
+        return taken

@@ -1,0 +1,20 @@
+"""Image decoding: bytes to an RGB PIL image; the tower's transform does the rest."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from PIL import Image
+
+EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+def decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+def placeholder(transform) -> torch.Tensor:
+    """Zeros shaped like a transformed image, standing in for samples that lack one."""
+    return torch.zeros_like(transform(Image.new("RGB", (256, 256))))

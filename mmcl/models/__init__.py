@@ -1,0 +1,16 @@
+"""Towers and the multimodal model."""
+
+from mmcl.models.checkpoint import load_model, save_model
+from mmcl.models.config import ModelConfig
+from mmcl.models.factory import ModalityTransforms, create_model, list_models
+from mmcl.models.multimodal import MultimodalModel
+
+__all__ = [
+    "ModalityTransforms",
+    "ModelConfig",
+    "MultimodalModel",
+    "create_model",
+    "list_models",
+    "load_model",
+    "save_model",
+]

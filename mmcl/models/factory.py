@@ -1,0 +1,56 @@
+"""`create_model(name_or_config)`: named model configs (YAML files beside this module) to a ready model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mmcl.config import read_yaml, validate
+from mmcl.errors import UserError
+from mmcl.models.config import ModelConfig
+from mmcl.models.multimodal import MultimodalModel
+from mmcl.models.towers import build_tower
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ModalityTransforms:
+    """Per-modality sample transforms for training (augmenting) and evaluation (deterministic)."""
+
+    train: dict[str, Callable] = field(default_factory=dict)
+    eval: dict[str, Callable] = field(default_factory=dict)
+
+
+def list_models() -> list[str]:
+    """Names of the built-in model configs."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_model_config(name_or_config: str | Path | dict | ModelConfig) -> ModelConfig:
+    """A ModelConfig from a built-in name, a YAML path, a dict or a ModelConfig."""
+    if isinstance(name_or_config, ModelConfig):
+        return name_or_config
+    if isinstance(name_or_config, dict):
+        return validate(ModelConfig, name_or_config, "model config")
+    path = Path(name_or_config)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name_or_config}.yaml"
+        if not path.is_file():
+            raise UserError(f"unknown model {str(name_or_config)!r}; built-in models: {', '.join(list_models())}")
+    return validate(ModelConfig, read_yaml(path), str(path))
+
+
+def create_model(name_or_config) -> tuple[MultimodalModel, ModalityTransforms, Callable | None]:
+    """Build a model; returns (model, per-modality transforms, tokenizer or None if no text tower)."""
+    cfg = resolve_model_config(name_or_config)
+    towers = {m: build_tower(tower_cfg, cfg.embed_dim) for m, tower_cfg in cfg.towers.items()}
+    model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init)
+    model.config = cfg
+    transforms = ModalityTransforms(
+        train={m: t.train_transform for m, t in towers.items() if t.train_transform is not None},
+        eval={m: t.eval_transform for m, t in towers.items() if t.eval_transform is not None},
+    )
+    tokenizer = next((t.tokenizer for t in towers.values() if t.tokenizer is not None), None)
+    return model, transforms, tokenizer

@@ -1,0 +1,140 @@
+"""The `mmcl` command: one subcommand per job, mirroring the layout (shards, train, eval, demo, config, models)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from mmcl.errors import UserError
+
+
+def run_guarded(fn: Callable[..., int], *args) -> int:
+    """Run a command: a user error is one line on stderr and exit code 2; a bug keeps its traceback."""
+    try:
+        return fn(*args)
+    except UserError as err:
+        print(f"mmcl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmcl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipelines.pretrain import main as pretrain_main
+
+    return pretrain_main([args.config, *args.overrides])
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pipelines.evaluate import read_templates, write_result, zero_shot_classification
+
+    result = zero_shot_classification(args.checkpoint, args.data, read_templates(args.templates),
+                                      batch_size=args.batch_size, num_workers=args.num_workers)
+    metrics = result["metrics"]
+    print(f"zero-shot top-1: {metrics['top1']:.4f} (chance {metrics['chance_top1']:.4f}) "
+          f"on {metrics['num_samples']} images, {metrics['num_classes']} classes")
+    if args.output:
+        print(f"result: {write_result(result, args.output)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(args.output_dir, steps=args.steps)
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from mmcl.config import load_config, to_commented_yaml
+    from pipelines.pretrain_config import PretrainConfig
+
+    print(to_commented_yaml(load_config(PretrainConfig, args.config, args.overrides)))
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from mmcl.models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def _models_show(args: argparse.Namespace) -> int:
+    from mmcl.config import to_commented_yaml
+    from mmcl.models import create_model
+    from mmcl.models.factory import resolve_model_config
+
+    cfg = resolve_model_config(args.name)
+    model, _, _ = create_model(cfg)
+    print(to_commented_yaml(cfg))
+    print("\nparameters per tower:")
+    for modality, tower in model.towers.items():
+        print(f"  {modality:8s} {sum(p.numel() for p in tower.parameters()):>14,}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from data_tools.cli import register as register_shards
+
+    parser = argparse.ArgumentParser(
+        prog="mmcl", description="Multimodal contrastive pretraining: prepare shards, train, evaluate zero-shot."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    register_shards(commands)
+
+    train = commands.add_parser("train", help="Train a model from a YAML config.",
+                                description="Train from a config under configs/, with dotted overrides.")
+    train.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("eval", help="Evaluate a checkpoint zero-shot.",
+                                   description="Zero-shot image classification on a CLASS/NAME.jpg folder.")
+    evaluate.add_argument("checkpoint", help="Checkpoint folder (model.safetensors + model.yaml).")
+    evaluate.add_argument("--data", required=True, help="Folder of images laid out CLASS/NAME.jpg.")
+    evaluate.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: built-in set.")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="Images per forward pass (default 64).")
+    evaluate.add_argument("--num-workers", type=int, default=0, help="Image loading workers (default 0).")
+    evaluate.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
+    evaluate.set_defaults(func=_eval)
+
+    demo = commands.add_parser("demo", help="Generate demo data, prepare shards, train and evaluate.",
+                               description="The whole pipeline on built-in generated data, in minutes on a CPU.")
+    demo.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards and the run go (default mmcl-demo).")
+    demo.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo config's).")
+    demo.set_defaults(func=_demo)
+
+    config = commands.add_parser("config", help="Inspect configs.", description="Inspect configs.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_commands.add_parser("show", help="Print a fully resolved, documented pretraining config.",
+                                      description="Resolve a config with its overrides and print every field.")
+    show.add_argument("config", help="Pretraining config YAML.")
+    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Dotted overrides.")
+    show.set_defaults(func=_config_show)
+
+    models = commands.add_parser("models", help="List and describe model configs.",
+                                 description="List and describe model configs.")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    model_commands.add_parser("list", help="Names of the built-in model configs.").set_defaults(func=_models_list)
+    show_model = model_commands.add_parser("show", help="A model's config and parameters per tower.")
+    show_model.add_argument("name", help="Built-in model name or model YAML path.")
+    show_model.set_defaults(func=_models_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
