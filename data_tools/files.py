@@ -1,0 +1,49 @@
+"""Output-directory names and atomic writes shared by prepare, merge, verify and stats."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PLAN = "prepare.json"
+SIZES = "sizes.json"
+STATS = "stats.json"
+MANIFEST = "manifest.parquet"
+CLASSNAMES = "classnames.txt"
+TEMPLATES = "zeroshot_classification_templates.txt"
+NSHARDS = "nshards.txt"
+TMP_SUFFIX = ".tmp"
+
+
+def shard_stats_path(tar: Path) -> Path:
+    return tar.with_name(tar.stem + "_stats.json")
+
+
+def shard_manifest_path(tar: Path) -> Path:
+    return tar.with_suffix(".parquet")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write beside the target and rename: a reader (or a resumed run) never sees half a file."""
+    # The pid keeps two parts that finish together (and both merge) from sharing a temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def parquet_bytes(table) -> bytes:
+    import pyarrow.parquet
+
+    out = pyarrow.BufferOutputStream()
+    pyarrow.parquet.write_table(table, out)
+    return out.getvalue().to_pybytes()
+
+
+def write_json(path: Path, obj) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,101 @@
+"""Image decoding, validation, resizing and re-encoding (Pillow).
+
+Resize modes follow img2dataset's names so users can carry their flags over:
+``keep_ratio`` scales the shorter side to ``size``, ``keep_ratio_largest`` the longer side,
+``center_crop`` scales the shorter side then crops a square, ``border`` scales the longer side
+then pads to a square.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image
+
+from data_tools.errors import SampleError
+from mmcl.errors import UserError
+
+RESIZE_MODES = ("none", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
+FORMATS = ("jpg", "webp", "png", "keep")
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+_PIL_FORMAT = {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
+_EXT_OF_PIL_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    size: int = 256
+    resize_mode: str = "none"
+    only_if_bigger: bool = False
+    format: str = "jpg"
+    quality: int = 95
+    # Pillow's own default limit: bigger images are treated as decompression bombs.
+    max_pixels: int = Image.MAX_IMAGE_PIXELS
+
+    def __post_init__(self):
+        if self.resize_mode not in RESIZE_MODES:
+            raise UserError(f"--resize-mode {self.resize_mode!r}: choose one of {', '.join(RESIZE_MODES)}")
+        if self.format not in FORMATS:
+            raise UserError(f"--image-format {self.format!r}: choose one of {', '.join(FORMATS)}")
+        if self.format == "keep" and self.resize_mode != "none":
+            raise UserError("--image-format keep stores the original bytes, so it cannot be combined with --resize-mode")
+        if self.resize_mode != "none" and self.size <= 0:
+            raise UserError(f"--image-size {self.size}: must be a positive number of pixels")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"--image-quality {self.quality}: must be between 1 and 100")
+
+
+def open_image(data: bytes, source: str, max_pixels: int) -> Image.Image:
+    """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > max_pixels:
+                raise SampleError("too_many_pixels", f"{source}: {img.width}x{img.height} exceeds {max_pixels} pixels")
+            img.load()
+    except Image.DecompressionBombError as err:
+        raise SampleError("too_many_pixels", f"{source}: {err}") from None
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
+        raise SampleError("bad_image", f"{source}: {err}") from None
+    return img
+
+
+def _target_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]:
+    side = min(width, height) if opts.resize_mode in ("keep_ratio", "center_crop") else max(width, height)
+    scale = opts.size / side
+    if opts.only_if_bigger:
+        scale = min(scale, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
+    if opts.resize_mode == "none":
+        return img
+    size = _target_size(img.width, img.height, opts)
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.LANCZOS if size[0] < img.width else Image.Resampling.BICUBIC)
+    if opts.resize_mode == "center_crop":
+        w, h = min(img.width, opts.size), min(img.height, opts.size)
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        img = img.crop((left, top, left + w, top + h))
+    elif opts.resize_mode == "border":
+        canvas = Image.new(img.mode, (opts.size, opts.size))
+        canvas.paste(img, ((opts.size - img.width) // 2, (opts.size - img.height) // 2))
+        img = canvas
+    return img
+
+
+def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, bytes, tuple[int, int]]:
+    """Return (extension, encoded bytes, (width, height) as stored) or raise SampleError."""
+    img = open_image(data, source, opts.max_pixels)
+    if opts.format == "keep" and img.format in _EXT_OF_PIL_FORMAT:
+        return _EXT_OF_PIL_FORMAT[img.format], data, img.size
+    # A kept image in a format readers do not expect (gif, bmp, tiff) is stored losslessly as png.
+    fmt = "png" if opts.format == "keep" else opts.format
+    img = resize(img.convert("RGB"), opts)
+    out = io.BytesIO()
+    img.save(out, format=_PIL_FORMAT[fmt], quality=opts.quality)
+    return fmt, out.getvalue(), img.size

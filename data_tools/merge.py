@@ -1,0 +1,82 @@
+"""Combine per-shard outputs into the set-level files: sizes.json, stats.json, manifest.parquet,
+and for labelled sets the CLIP_benchmark ``wds/`` files (classnames, templates, nshards)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow
+import pyarrow.parquet
+
+from data_tools.files import (
+    CLASSNAMES,
+    MANIFEST,
+    NSHARDS,
+    PLAN,
+    SIZES,
+    STATS,
+    TEMPLATES,
+    parquet_bytes,
+    read_json,
+    shard_manifest_path,
+    shard_stats_path,
+    write_atomic,
+    write_json,
+)
+from mmcl.errors import UserError
+
+DEFAULT_TEMPLATES = ("a photo of a {c}.", "a blurry photo of a {c}.", "a close-up photo of a {c}.", "a photo of the {c}.")
+
+
+def shard_names(plan: dict) -> list[str]:
+    return [plan["pattern"] % i for i in range(plan["n_shards"])]
+
+
+def is_complete(output: Path, name: str) -> bool:
+    tar = output / name
+    return tar.exists() and shard_stats_path(tar).exists() and shard_manifest_path(tar).exists()
+
+
+def read_plan(output: Path) -> dict:
+    path = output / PLAN
+    if not path.exists():
+        raise UserError(f"{path}: not found; {output} was not written by `mmcl shards prepare`")
+    return read_json(path)
+
+
+def merge(output: Path) -> dict:
+    """Write the set-level files once every shard of the plan exists; return the merged stats."""
+    output = Path(output)
+    plan = read_plan(output)
+    names = shard_names(plan)
+    missing = [n for n in names if not is_complete(output, n)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(f"{output}: {len(missing)} shard(s) not written yet ({shown}); run the remaining parts or re-run prepare")
+    per_shard = [read_json(shard_stats_path(output / n)) for n in names]
+    reasons, extensions = Counter(), Counter()
+    for s in per_shard:
+        reasons.update(s["failures_by_reason"])
+        extensions.update(s["entries_by_extension"])
+    stats = {
+        "shards": len(names),
+        "count": sum(s["count"] for s in per_shard),
+        "successes": sum(s["successes"] for s in per_shard),
+        "failed": sum(s["failed"] for s in per_shard),
+        "failures_by_reason": dict(sorted(reasons.items())),
+        "entries_by_extension": dict(sorted(extensions.items())),
+        "bytes": sum(s["bytes"] for s in per_shard),
+        "duration_seconds": round(sum(s["duration_seconds"] for s in per_shard), 3),
+        "failures": [f for s in per_shard for f in s["failures"]],
+    }
+    tables = [pyarrow.parquet.read_table(shard_manifest_path(output / n)) for n in names]
+    write_atomic(output / MANIFEST, parquet_bytes(pyarrow.concat_tables(tables)))
+    if plan.get("classnames"):
+        write_atomic(output / CLASSNAMES, "".join(c + "\n" for c in plan["classnames"]))
+        write_atomic(output / TEMPLATES, "".join(t + "\n" for t in plan.get("templates") or DEFAULT_TEMPLATES))
+        write_atomic(output / NSHARDS, f"{len(names)}\n")
+    write_json(output / STATS, stats)
+    # sizes.json last: it is what a training reader looks for, so it only appears for a finished set.
+    write_json(output / SIZES, {n: s["successes"] for n, s in zip(names, per_shard)})
+    return stats

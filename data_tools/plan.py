@@ -1,0 +1,65 @@
+"""Split the ordered specs into shards, and the shards into parts, the same way on every run.
+
+Shard boundaries depend only on the listing (sample count, and source-file bytes when a byte
+limit is set), never on what succeeds, so a resumed run or K independent ``--part`` jobs
+produce exactly the shards one uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import os
+
+from data_tools.errors import SampleError
+from data_tools.sample import content_hash
+from data_tools.sources import SampleSpec
+from mmcl.errors import UserError
+
+
+def _source_bytes(spec: SampleSpec) -> int:
+    total = 0
+    for path in spec.paths():
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            pass  # reported as a failure when the shard is written
+    return total
+
+
+def shard_ranges(specs: list[SampleSpec], max_count: int, max_bytes: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) index ranges: a shard closes at max_count samples or once its sources reach max_bytes."""
+    if max_count <= 0:
+        raise UserError(f"--shard-size {max_count}: must be a positive number of samples")
+    if max_bytes is not None and max_bytes <= 0:
+        raise UserError(f"--shard-bytes {max_bytes}: must be positive")
+    ranges, start, size = [], 0, 0
+    for i, spec in enumerate(specs):
+        size += _source_bytes(spec) if max_bytes else 0
+        if i + 1 - start >= max_count or (max_bytes and size >= max_bytes):
+            ranges.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(specs):
+        ranges.append((start, len(specs)))
+    return ranges
+
+
+def part_shards(n_shards: int, num_parts: int, part: int) -> range:
+    """Contiguous, disjoint shard indices for part ``part`` of ``num_parts``."""
+    if num_parts < 1 or not 0 <= part < num_parts:
+        raise UserError(f"--part {part} --num-parts {num_parts}: need num-parts >= 1 and 0 <= part < num-parts")
+    return range(n_shards * part // num_parts, n_shards * (part + 1) // num_parts)
+
+
+def mark_content_duplicates(specs: list[SampleSpec]) -> None:
+    """Hash every sample's sources; a sample whose content was already seen becomes a failure."""
+    first: dict[str, str] = {}
+    for spec in specs:
+        if spec.error is not None:
+            continue
+        try:
+            digest = content_hash(spec)
+        except SampleError:
+            continue  # an unreadable file is reported by the shard writer
+        if digest in first:
+            spec.error = ("duplicate_content", f"{spec.source}: same content as {first[digest]}")
+        else:
+            first[digest] = spec.source

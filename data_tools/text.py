@@ -1,0 +1,30 @@
+"""Caption decoding and normalisation."""
+
+from __future__ import annotations
+
+import ftfy
+
+from data_tools.errors import SampleError
+
+
+def decode_caption_file(data: bytes, source: str) -> str:
+    """A caption file must be UTF-8; anything else is reported rather than guessed at."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SampleError("bad_text", f"{source}: not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def normalize_caption(text: str, fix_unicode: bool = True) -> str:
+    """Repair mojibake (ftfy) and collapse runs of whitespace, newlines included, to one space."""
+    if fix_unicode:
+        text = ftfy.fix_text(text)
+    return " ".join(text.split())
+
+
+def normalize_captions(captions: list[str], fix_unicode: bool, source: str) -> list[str]:
+    """Normalise every caption; an empty one is an error (a missing caption is not)."""
+    out = [normalize_caption(c, fix_unicode) for c in captions]
+    if any(not c for c in out):
+        raise SampleError("empty_caption", source)
+    return out

@@ -1,0 +1,48 @@
+"""``mmcl shards verify``: every shard readable, every sample decodable, counts equal to sizes.json."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from data_tools.files import SIZES, TMP_SUFFIX, read_json
+from data_tools.readback import read_shard
+from mmcl.errors import UserError
+
+
+def _check_shard(path: Path) -> tuple[str, int, list[str]]:
+    samples, problems = read_shard(path)
+    keys = [s["key"] for s in samples]
+    if len(set(keys)) != len(keys):
+        problems.append(f"{path.name}: a key appears in more than one place")
+    return path.name, len(samples), problems
+
+
+def verify(output: Path, workers: int = 1) -> dict:
+    """Return a report; ``report["ok"]`` is False if any problem was found."""
+    if not output.is_dir():
+        raise UserError(f"{output}: not a directory")
+    shards = sorted(output.glob("*.tar"))
+    problems: list[str] = []
+    sizes = read_json(output / SIZES) if (output / SIZES).exists() else None
+    if sizes is None:
+        problems.append(f"{SIZES} missing: the set was never merged (unfinished prepare or parts)")
+    else:
+        names = {p.name for p in shards}
+        problems += [f"{name}: listed in {SIZES} but missing" for name in sorted(set(sizes) - names)]
+        problems += [f"{name}: not listed in {SIZES}" for name in sorted(names - set(sizes))]
+    problems += [f"{p.name}: leftover temporary file from an interrupted run" for p in sorted(output.glob(f"*.tar{TMP_SUFFIX}"))]
+    if workers > 1 and len(shards) > 1:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(shards))) as pool:
+            results = pool.map(_check_shard, shards)
+    else:
+        results = [_check_shard(p) for p in shards]
+    total = 0
+    for name, count, shard_problems in results:
+        total += count
+        problems += shard_problems
+        if sizes is not None and name in sizes and sizes[name] != count:
+            problems.append(f"{name}: {count} samples read, {SIZES} says {sizes[name]}")
+    if not shards:
+        problems.append("no *.tar shards found")
+    return {"output": str(output), "shards": len(shards), "samples": total, "problems": problems, "ok": not problems}

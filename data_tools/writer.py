@@ -1,0 +1,86 @@
+"""Write one shard: its tar, its per-sample manifest (parquet) and its stats JSON.
+
+The tar is written under a temporary name and renamed last, so an existing ``shard-*.tar``
+always means a complete shard whose stats and manifest are already beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import pyarrow
+from webdataset import TarWriter
+
+from data_tools.errors import SampleError
+from data_tools.files import TMP_SUFFIX, parquet_bytes, shard_manifest_path, shard_stats_path, write_atomic, write_json
+from data_tools.sample import SampleOptions, build_sample
+from data_tools.sources import SampleSpec
+
+MANIFEST_SCHEMA = pyarrow.schema(
+    [
+        ("key", pyarrow.string()),
+        ("shard", pyarrow.string()),
+        ("source", pyarrow.string()),
+        ("status", pyarrow.string()),
+        ("reason", pyarrow.string()),
+        ("detail", pyarrow.string()),
+        ("hash", pyarrow.string()),
+        ("bytes", pyarrow.int64()),
+        ("image_width", pyarrow.int32()),
+        ("image_height", pyarrow.int32()),
+        ("audio_seconds", pyarrow.float64()),
+        ("captions", pyarrow.int32()),
+        ("caption_chars", pyarrow.int32()),
+        ("label", pyarrow.int64()),
+    ]
+)
+
+
+def write_shard(
+    tar_path: Path, specs: list[SampleSpec], opts: SampleOptions, on_sample: Callable[[bool], None] | None = None
+) -> dict:
+    """Process and write ``specs`` to ``tar_path``; return the shard's stats."""
+    started = time.time()
+    records, failures, modalities = [], [], Counter()
+    tmp = tar_path.with_name(tar_path.name + TMP_SUFFIX)
+    with open(tmp, "wb") as stream:
+        # mtime fixed so that a resumed run writes byte-identical shards.
+        tar = TarWriter(stream, encoder=False, mtime=0)
+        for spec in specs:
+            record = {"key": spec.key, "shard": tar_path.name, "source": spec.source}
+            try:
+                sample, info = build_sample(spec, opts)
+                try:
+                    tar.write(sample)
+                except ValueError as err:  # tarfile refuses e.g. over-long member names before writing
+                    raise SampleError("bad_key", f"{spec.source}: {err}") from None
+                record.update(info, status="ok")
+                modalities.update(k for k in sample if k != "__key__")
+            except SampleError as err:
+                record.update(status="failed", reason=err.reason, detail=err.detail)
+                failures.append({"key": spec.key, "source": spec.source, "reason": err.reason, "detail": err.detail})
+            records.append(record)
+            if on_sample is not None:
+                on_sample(record["status"] == "ok")
+        tar.close()
+    ok = len(specs) - len(failures)
+    stats = {
+        "shard": tar_path.name,
+        "count": len(specs),
+        "successes": ok,
+        "failed": len(failures),
+        "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
+        "failures": failures,
+        "entries_by_extension": dict(sorted(modalities.items())),
+        "bytes": tmp.stat().st_size,
+        "start_time": started,
+        "duration_seconds": round(time.time() - started, 3),
+    }
+    write_atomic(shard_manifest_path(tar_path), parquet_bytes(pyarrow.Table.from_pylist(records, schema=MANIFEST_SCHEMA)))
+    write_json(shard_stats_path(tar_path), stats)
+    os.replace(tmp, tar_path)
+    return stats
