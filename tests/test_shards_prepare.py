@@ -8,7 +8,7 @@ import webdataset as wds
 from PIL import Image
 
 from data_tools.prepare import prepare_shards
-from shards_fixtures import flac_bytes, image_bytes, make_pairs, read_tar, run_cli
+from tests.shards_fixtures import flac_bytes, image_bytes, make_pairs, read_tar, run_cli
 
 
 def test_folder_pairs_become_shards_with_sizes_and_manifest(tmp_path):
