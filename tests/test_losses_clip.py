@@ -6,7 +6,7 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss as OpenClipLoss
 
-from losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
 from mmcl.errors import UserError
 from mmcl.losses import create_loss, list_losses
 from mmcl.losses.objective import LossTermConfig, Objective

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from losses_helpers import random_outputs, total, value_and_grads
+from tests.losses_helpers import random_outputs, total, value_and_grads
 from mmcl.losses import create_loss
 
 WORLD = 2
@@ -29,6 +29,8 @@ CASES = [
     ("alignment", {}),
     ("cua", {}),
     ("cuaxu", {}),
+    ("dcl", {}),
+    ("dclw", {"modalities": ["text", "audio"]}),
 ]
 
 

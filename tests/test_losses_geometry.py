@@ -2,9 +2,9 @@
 
 import torch
 
-from losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
 from mmcl.losses import create_loss
-from test_losses_clip import reference_clip
+from tests.test_losses_clip import reference_clip
 
 
 def reference_unif(x, y=None, t=2.0):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from open_clip.loss import SigLipLoss as OpenSigLipLoss
 
-from losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
 from mmcl.errors import UserError
 from mmcl.losses import create_loss
 
