@@ -31,6 +31,8 @@ CASES = [
     ("cuaxu", {}),
     ("dcl", {}),
     ("dclw", {"modalities": ["text", "audio"]}),
+    ("symile", {"negative_sampling": "n"}),
+    ("symile", {"negative_sampling": "n_squared"}),
 ]
 
 

@@ -1,0 +1,95 @@
+"""Symile: contrastive learning over any number of modalities with the multilinear inner product.
+
+Saporta et al., "Contrasting with Symile: Simple Model-Agnostic Representation Learning for Unlimited Modalities",
+NeurIPS 2024. For modalities m = 1..M with normalised embeddings x^m::
+
+    MIP(x^1_i, ..., x^M_i) = Σ_d Π_m x^m_{i,d}
+    L_Symile = 1/M Σ_anchor m  1/N Σ_i −log softmax_c( s · MIP(x^m_i, candidate c) )[positive]
+
+where candidate c is one row of each non-anchor modality and the positive is sample i's own rows. Negatives:
+
+* ``"n"`` (O(N) per row): each non-anchor modality's rows are independently permuted, candidate j takes row π_o(j)
+  of modality o; the diagonal (i, i) is replaced by the true positive. (As in the paper, a permuted candidate can
+  coincide with the positive: a rare false negative.)
+* ``"n_squared"`` (O(N^{M−1}) per row): every combination of non-anchor rows is a candidate.
+
+Missing modalities: rows lacking any of the loss's modalities are excluded from the term. The paper instead keeps
+incomplete samples by substituting a representation for the missing modality; that would make the loss own a
+learned parameter the trainer must optimise, while every mmcl loss is parameter-free. Use ``pairwise`` alongside
+Symile to learn from incomplete rows.
+
+Across ranks, local anchor rows meet candidates built from the gathered rows, and the permutations are drawn on
+rank 0 and broadcast so every rank builds the same candidate set as one process would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmcl.losses import distributed
+from mmcl.losses.registry import LossOptionError, register_loss
+from mmcl.losses.rows import Rows, check_modalities, info_nce, select
+
+NEGATIVE_SAMPLING = ("n", "n_squared")
+
+
+def _product(tensors: list[Tensor]) -> Tensor:
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = out * t
+    return out
+
+
+def candidates_n(rows: Rows, others: list[str]) -> tuple[Tensor, Tensor]:
+    """(candidate products [N, D], positive index per local row) for O(N) negative sampling, diagonal not yet set."""
+    n = rows.n_global
+    shuffled = [rows.glob[o][distributed.shared_permutation(n, rows.positives.device)] for o in others]
+    return _product(shuffled), rows.positives
+
+
+def candidates_n_squared(rows: Rows, others: list[str]) -> tuple[Tensor, Tensor]:
+    """(all N^{M−1} combinations of non-anchor rows [N^{M−1}, D], positive index per local row)."""
+    n = rows.n_global
+    combined = rows.glob[others[0]]
+    positives = rows.positives
+    for o in others[1:]:
+        # Row (j, k) of the new set is old row j times row k of o, at index j·N + k.
+        combined = (combined[:, None, :] * rows.glob[o][None, :, :]).reshape(-1, combined.shape[1])
+        positives = positives * n + rows.positives
+    return combined, positives
+
+
+@register_loss("symile")
+class SymileLoss(nn.Module):
+    """Symile over the listed modalities; ``{"symile/<m1>-<m2>-...": loss}``."""
+
+    def __init__(self, modalities: Sequence[str] = ("image", "text", "audio"), negative_sampling: str = "n"):
+        super().__init__()
+        self.modalities = check_modalities("symile", modalities)
+        if negative_sampling not in NEGATIVE_SAMPLING:
+            raise LossOptionError(
+                f"loss 'symile': negative_sampling {negative_sampling!r} is not one of {', '.join(NEGATIVE_SAMPLING)}"
+            )
+        self.negative_sampling = negative_sampling
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+        rows = select(outputs, batch, self.modalities)
+        scale = outputs["logit_scale"]
+        positive_mip = _product([rows.local[m] for m in self.modalities]).sum(1)
+        total = positive_mip.new_zeros(())
+        for anchor in self.modalities:
+            others = [m for m in self.modalities if m != anchor]
+            if self.negative_sampling == "n":
+                candidates, positives = candidates_n(rows, others)
+                logits = rows.local[anchor] @ candidates.T
+                is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positives[:, None], True)
+                logits = torch.where(is_positive, positive_mip[:, None], logits)
+            else:
+                candidates, positives = candidates_n_squared(rows, others)
+                logits = rows.local[anchor] @ candidates.T
+            total = total + info_nce(scale * logits, positives).sum()
+        return {f"symile/{'-'.join(self.modalities)}": total / len(self.modalities) * rows.share}
