@@ -33,6 +33,8 @@ CASES = [
     ("dclw", {"modalities": ["text", "audio"]}),
     ("symile", {"negative_sampling": "n"}),
     ("symile", {"negative_sampling": "n_squared"}),
+    ("mv_infonce", {}),
+    ("mv_dhel", {"modalities": ["image", "audio"]}),
 ]
 
 

@@ -85,6 +85,12 @@ def select(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, modal
     return Rows(local, glob, positives, world_size / max(int(keep_all.sum()), 1))
 
 
+def exclude(logits: Tensor, columns: Tensor) -> Tensor:
+    """``logits`` with entry (i, columns[i]) set to −inf, so a logsumexp over the row skips it."""
+    hit = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, columns[:, None], True)
+    return logits.masked_fill(hit, float("-inf"))
+
+
 def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positive_weight: Tensor | None = None) -> Tensor:
     """Per-row InfoNCE, ``-w_i z[i, p_i] + logsumexp_j z[i, j]``; [n].
 
@@ -93,8 +99,7 @@ def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positiv
     """
     positive = logits.gather(1, positives[:, None]).squeeze(1)
     if decoupled:
-        is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, positives[:, None], True)
-        logits = logits.masked_fill(is_positive, float("-inf"))
+        logits = exclude(logits, positives)
     if positive_weight is not None:
         positive = positive_weight * positive
     return torch.logsumexp(logits, dim=1) - positive
