@@ -68,12 +68,13 @@ def test_pairwise_all_pairs_and_anchor():
 
 
 def test_registry_lists_every_contract_name():
-    expected = {"clip", "pairwise"}
+    expected = {"clip", "siglip", "cua", "cuaxu", "dcl", "dclw", "pairwise", "symile", "mv_infonce", "mv_dhel",
+                "cwcl", "uniformity", "alignment"}
     assert expected <= set(list_losses())
 
 
 def test_unknown_name_and_option_are_user_errors():
-    with pytest.raises(UserError, match="'clpi'.*did you mean 'clip'.*valid losses: .*pairwise"):
+    with pytest.raises(UserError, match="'clpi'.*did you mean 'clip'.*valid losses: .*siglip"):
         create_loss("clpi")
     with pytest.raises(UserError, match="clip.*temprature.*valid options: modalities"):
         create_loss("clip", temprature=0.1)

@@ -35,6 +35,7 @@ CASES = [
     ("symile", {"negative_sampling": "n_squared"}),
     ("mv_infonce", {}),
     ("mv_dhel", {"modalities": ["image", "audio"]}),
+    ("cwcl", {"modalities": ["audio", "image"]}),
 ]
 
 

@@ -4,7 +4,7 @@
 per-modality presence masks and is exact across processes (see :mod:`mmcl.losses.distributed`).
 """
 
-from mmcl.losses import clip, dcl, geometry, multiview, siglip, symile  # noqa: F401  (importing a loss module registers its losses)
+from mmcl.losses import clip, cwcl, dcl, geometry, multiview, siglip, symile  # noqa: F401  (importing a loss module registers its losses)
 from mmcl.losses.registry import create_loss, list_losses, register_loss
 
 __all__ = ["create_loss", "list_losses", "register_loss"]
