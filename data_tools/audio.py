@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +28,26 @@ class AudioOptions:
             raise UserError(f"--audio-max-seconds {self.max_seconds}: must be positive")
 
 
+# libsndfile reads a cut-off WAV without error, but its header log says "data : 32000 (should be 15978)".
+_WAV_DATA_SHORT = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+_STREAMED_WAV_SIZES = (0, 0xFFFFFFFF)  # writers that did not know the length put these in the header
+
+
+def _truncated_wav(extra_info: str) -> str | None:
+    match = _WAV_DATA_SHORT.search(extra_info)
+    if match and int(match[1]) not in _STREAMED_WAV_SIZES and int(match[2]) < int(match[1]):
+        return f"data chunk holds {match[2]} of {match[1]} bytes"
+    return None
+
+
 def decode_audio(data: bytes, source: str) -> tuple[np.ndarray, int]:
     """Return float32 samples shaped (frames, channels) and the rate, or raise SampleError."""
     try:
-        wave, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            truncated = _truncated_wav(f.extra_info)
+            if truncated:
+                raise SampleError("bad_audio", f"{source}: truncated, {truncated}")
+            wave, rate = f.read(dtype="float32", always_2d=True), f.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise SampleError("bad_audio", f"{source}: {err}") from None
     if wave.shape[0] == 0:

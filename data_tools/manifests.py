@@ -64,8 +64,10 @@ def _rows(path: Path) -> Iterator[tuple[dict | None, str | None]]:
         else:
             reader = csv.DictReader(f, delimiter="\t" if kind == "tsv" else ",")
             for row in reader:
-                if None in row:
-                    yield None, f"{len(row) - 1 + len(row[None])} fields, the header has {len(reader.fieldnames)}"
+                # DictReader pads a short row with None and files a long row's extras under None.
+                extra, values = row.pop(None, []), [v for v in row.values() if v is not None]
+                if extra or len(values) < len(row):
+                    yield None, f"{len(values) + len(extra)} fields, the header has {len(reader.fieldnames)}"
                 else:
                     yield row, None
 

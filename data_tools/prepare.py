@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import queue
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +29,10 @@ from data_tools.sources import load_specs
 from data_tools.writer import write_shard
 from mmcl.errors import UserError
 
+_PROGRESS_INTERVAL = 0.25  # seconds between a worker's progress messages
 _progress_queue = None  # set in each worker process by _init_worker
+_unreported = [0, 0]  # samples written, samples failed since the last message
+_last_report = 0.0
 
 
 def _init_worker(progress_queue) -> None:
@@ -42,12 +46,25 @@ def _init_worker(progress_queue) -> None:
         pass
 
 
+def _flush_progress() -> None:
+    global _last_report
+    if any(_unreported):
+        _progress_queue.put(tuple(_unreported))
+        _unreported[:] = [0, 0]
+    _last_report = time.monotonic()
+
+
 def _report(ok: bool) -> None:
-    _progress_queue.put(ok)
+    # Batched: a message per sample would cost the main process a wake-up per sample.
+    _unreported[0 if ok else 1] += 1
+    if time.monotonic() - _last_report > _PROGRESS_INTERVAL:
+        _flush_progress()
 
 
 def _write_in_worker(tar_path: Path, specs, opts: SampleOptions) -> dict:
-    return write_shard(tar_path, specs, opts, on_sample=_report)
+    stats = write_shard(tar_path, specs, opts, on_sample=_report)
+    _flush_progress()
+    return stats
 
 
 def _check_pattern(pattern: str) -> None:
@@ -66,9 +83,9 @@ def _fingerprint(specs, settings: dict) -> str:
     return digest.hexdigest()
 
 
-def _run(jobs: list[tuple[Path, list]], opts: SampleOptions, workers: int, on_sample: Callable[[bool], None]) -> list[dict]:
+def _run(jobs: list[tuple[Path, list]], opts: SampleOptions, workers: int, on_progress: Callable[[int, int], None]) -> list[dict]:
     if workers <= 1 or len(jobs) <= 1:
-        return [write_shard(path, specs, opts, on_sample) for path, specs in jobs]
+        return [write_shard(path, specs, opts, lambda ok: on_progress(int(ok), int(not ok))) for path, specs in jobs]
     context = multiprocessing.get_context("fork")
     progress = context.Queue()
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(progress,)) as pool:
@@ -76,12 +93,14 @@ def _run(jobs: list[tuple[Path, list]], opts: SampleOptions, workers: int, on_sa
         remaining = sum(len(specs) for _, specs in jobs)
         while remaining:
             try:
-                on_sample(progress.get(timeout=0.5))
-                remaining -= 1
+                written, failed = progress.get(timeout=0.5)
             except queue.Empty:
                 for future in futures:
                     if future.done() and future.exception() is not None:
                         raise future.exception()
+                continue
+            on_progress(written, failed)
+            remaining -= written + failed
         return [future.result() for future in futures]
 
 
@@ -144,17 +163,17 @@ def prepare_shards(
     jobs = [(output / names[i], specs[slice(*ranges[i])]) for i in todo]
     total = sum(len(s) for _, s in jobs)
     bar = tqdm(total=total, unit="sample", disable=not progress, file=sys.stderr, desc=f"shards {mine.start}-{mine.stop - 1}")
-    failed = 0
+    failures = 0
 
-    def on_sample(ok: bool) -> None:
-        nonlocal failed
-        failed += not ok
-        bar.update(1)
-        if not ok:
-            bar.set_postfix(failed=failed)
+    def on_progress(written: int, failed: int) -> None:
+        nonlocal failures
+        bar.update(written + failed)
+        if failed:
+            failures += failed
+            bar.set_postfix(failed=failures)
 
     try:
-        written = _run(jobs, options, workers, on_sample)
+        written = _run(jobs, options, workers, on_progress)
     finally:
         bar.close()
     finished = all(is_complete(output, n) for n in names)

@@ -1,0 +1,81 @@
+"""Throughput of `mmcl shards prepare` against a plain single-process webdataset.ShardWriter loop.
+
+Both sides read the same generated image+caption pairs and do the same image work
+(decode, center-crop resize, JPEG encode via data_tools.image.process_image), so the ratio
+measures the pipeline: worker processes, per-shard files, stats and manifests.
+
+    python benchmarks/shards_prepare.py --samples 2000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from data_tools.image import ImageOptions, process_image
+from data_tools.prepare import prepare_shards
+from data_tools.sample import SampleOptions
+
+
+def generate(root: Path, n: int, size: tuple[int, int]) -> list[Path]:
+    """Photo-like JPEGs (smooth gradients plus noise) so decode and encode cost what real ones do."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    ramp = np.linspace(0, 255, size[0])[None, :, None] * np.ones((size[1], 1, 3))
+    for i in range(n):
+        pixels = np.clip(ramp * rng.uniform(0.3, 1.0, 3) + rng.normal(0, 12, ramp.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"{i:06d}.jpg", quality=90)
+        (root / f"{i:06d}.txt").write_text(f"a generated picture, number {i}", encoding="utf-8")
+    return sorted(root.glob("*.jpg"))
+
+
+def baseline(images: list[Path], out: Path, opts: ImageOptions, shard_size: int) -> None:
+    out.mkdir()
+    with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+        for path in images:
+            ext, data, _ = process_image(path.read_bytes(), str(path), opts)
+            caption = path.with_suffix(".txt").read_text(encoding="utf-8")
+            sink.write({"__key__": path.stem, ext: data, "txt": caption})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shard-size", type=int, default=100)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--height", type=int, default=384)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N timings for each side")
+    args = parser.parse_args(argv)
+
+    opts = ImageOptions(size=224, resize_mode="center_crop", format="jpg", quality=90)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        images = generate(tmp / "src", args.samples, (args.width, args.height))
+        base_times, ours_times = [], []
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            baseline(images, tmp / f"base{r}", opts, args.shard_size)
+            base_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            summary = prepare_shards(tmp / "src", tmp / f"ours{r}", shard_size=args.shard_size, workers=args.workers,
+                                     options=SampleOptions(image=opts), progress=False)
+            ours_times.append(time.perf_counter() - t0)
+            assert summary["samples_written"] == args.samples, summary
+    base_rate, ours_rate = args.samples / min(base_times), args.samples / min(ours_times)
+    print(f"samples: {args.samples} ({args.width}x{args.height} jpg -> center_crop 224 jpg), shard size {args.shard_size}")
+    print(f"webdataset.ShardWriter, 1 process: {base_rate:8.1f} samples/s")
+    print(f"mmcl shards prepare, {args.workers} workers: {ours_rate:8.1f} samples/s")
+    print(f"ratio: {ours_rate / base_rate:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
