@@ -29,11 +29,11 @@ def image_bytes(size=(32, 24), color=(200, 30, 30), fmt="JPEG") -> bytes:
     return out.getvalue()
 
 
-def flac_bytes(seconds=0.25, rate=16000, channels=2) -> bytes:
+def flac_bytes(seconds=0.25, rate=16000, channels=2, fmt="FLAC") -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * channels, axis=1).astype("float32")
     out = io.BytesIO()
-    soundfile.write(out, wave, rate, format="FLAC")
+    soundfile.write(out, wave, rate, format=fmt)
     return out.getvalue()
 
 
