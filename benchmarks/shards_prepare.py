@@ -10,6 +10,8 @@ measures the pipeline: worker processes, per-shard files, stats and manifests.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -59,22 +61,33 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         images = generate(tmp / "src", args.samples, (args.width, args.height))
-        base_times, ours_times = [], []
+        base, ours = [], []  # (wall seconds, cpu seconds) per run, interleaved so both see the same load
         for r in range(args.repeats):
-            t0 = time.perf_counter()
-            baseline(images, tmp / f"base{r}", opts, args.shard_size)
-            base_times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            summary = prepare_shards(tmp / "src", tmp / f"ours{r}", shard_size=args.shard_size, workers=args.workers,
-                                     options=SampleOptions(image=opts), progress=False)
-            ours_times.append(time.perf_counter() - t0)
-            assert summary["samples_written"] == args.samples, summary
-    base_rate, ours_rate = args.samples / min(base_times), args.samples / min(ours_times)
+            base.append(_timed(baseline, images, tmp / f"base{r}", opts, args.shard_size))
+            ours.append(_timed(prepare_shards, tmp / "src", tmp / f"ours{r}", shard_size=args.shard_size,
+                               workers=args.workers, options=SampleOptions(image=opts), progress=False))
+    (base_wall, base_cpu), (ours_wall, ours_cpu) = min(base), min(ours)
     print(f"samples: {args.samples} ({args.width}x{args.height} jpg -> center_crop 224 jpg), shard size {args.shard_size}")
-    print(f"webdataset.ShardWriter, 1 process: {base_rate:8.1f} samples/s")
-    print(f"mmcl shards prepare, {args.workers} workers: {ours_rate:8.1f} samples/s")
-    print(f"ratio: {ours_rate / base_rate:.2f}x")
+    print(f"load average before/after: {_load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    for name, wall, cpu in (("webdataset.ShardWriter, 1 process", base_wall, base_cpu),
+                            (f"mmcl shards prepare, {args.workers} workers", ours_wall, ours_cpu)):
+        print(f"{name:36s} {args.samples / wall:8.1f} samples/s   {1000 * cpu / args.samples:.2f} cpu-ms/sample")
+    print(f"ratio: {base_wall / ours_wall:.2f}x")
     return 0
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, float]:
+    """Wall and CPU seconds (this process and its finished children) of one call."""
+    def cpu() -> float:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    wall, used = time.perf_counter(), cpu()
+    fn(*args, **kwargs)
+    return time.perf_counter() - wall, cpu() - used
+
+
+_load_before = os.getloadavg()[0]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,9 @@
+"""Shard preparation (``mmcl shards``) and dataset builders.
+
+One job per module: ``sources``/``manifests`` list the input as sample specs, ``plan`` cuts
+them into shards and parts, ``image``/``audio``/``text`` process one modality, ``sample``
+builds one shard sample, ``writer`` writes one shard, ``prepare`` runs the workers,
+``merge`` writes the set-level files, ``readback``/``verify``/``stats`` read shards back,
+``cli`` wires the ``shards`` subcommands. ``prepare.prepare_shards`` is the function to call
+from Python.
+"""

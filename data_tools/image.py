@@ -47,28 +47,34 @@ class ImageOptions:
             raise UserError(f"--image-quality {self.quality}: must be between 1 and 100")
 
 
-def open_image(data: bytes, source: str, max_pixels: int) -> Image.Image:
-    """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > max_pixels:
-                raise SampleError("too_many_pixels", f"{source}: {img.width}x{img.height} exceeds {max_pixels} pixels")
-            img.load()
-    except Image.DecompressionBombError as err:
-        raise SampleError("too_many_pixels", f"{source}: {err}") from None
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
-        raise SampleError("bad_image", f"{source}: {err}") from None
-    return img
-
-
 def _target_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]:
     side = min(width, height) if opts.resize_mode in ("keep_ratio", "center_crop") else max(width, height)
     scale = opts.size / side
     if opts.only_if_bigger:
         scale = min(scale, 1.0)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | None = None) -> Image.Image:
+    """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check.
+
+    With resize options, a JPEG is decoded at the smallest DCT scale that still covers the
+    target size (Pillow's draft mode, as ``Image.thumbnail`` does): several times faster.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > max_pixels:
+                raise SampleError("too_many_pixels", f"{source}: {img.width}x{img.height} exceeds {max_pixels} pixels")
+            if opts is not None and opts.resize_mode != "none" and img.format == "JPEG":
+                img.draft("RGB", _target_size(img.width, img.height, opts))
+            img.load()
+    except Image.DecompressionBombError as err:
+        raise SampleError("too_many_pixels", f"{source}: {err}") from None
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
+        raise SampleError("bad_image", f"{source}: {err}") from None
+    return img
 
 
 def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
@@ -90,7 +96,7 @@ def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
 
 def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, bytes, tuple[int, int]]:
     """Return (extension, encoded bytes, (width, height) as stored) or raise SampleError."""
-    img = open_image(data, source, opts.max_pixels)
+    img = open_image(data, source, opts.max_pixels, opts)
     if opts.format == "keep" and img.format in _EXT_OF_PIL_FORMAT:
         return _EXT_OF_PIL_FORMAT[img.format], data, img.size
     # A kept image in a format readers do not expect (gif, bmp, tiff) is stored losslessly as png.
