@@ -1,0 +1,45 @@
+"""The `mmcl shards` commands as a user meets them: help, the real console script, one-line errors."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.shards_fixtures import UserError, make_pairs, run_cli
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("prepare", ["--class-folders", "--num-parts", "--resize-mode", "--audio-rate", "--dedup", "resumes"]),
+    ("verify", ["sizes.json", "non-zero"]),
+    ("stats", ["--plot"]),
+    ("merge", ["--num-parts"]),
+])
+def test_every_subcommand_has_help(command, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("shards", command, "--help")
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(word in text for word in expected)
+
+
+def test_bad_flags_are_user_errors_naming_the_flag(tmp_path):
+    src = make_pairs(tmp_path / "src", 1)
+    with pytest.raises(UserError, match="--pattern 'shard.tar'"):
+        run_cli("shards", "prepare", src, "-o", tmp_path / "out", "--pattern", "shard.tar")
+    with pytest.raises(UserError, match="--shard-size 0"):
+        run_cli("shards", "prepare", src, "-o", tmp_path / "out", "--shard-size", "0")
+    with pytest.raises(UserError, match="--part 2 --num-parts 2"):
+        run_cli("shards", "prepare", src, "-o", tmp_path / "out", "--num-parts", "2", "--part", "2")
+
+
+@pytest.mark.skipif(shutil.which("mmcl") is None, reason="the mmcl console script is not installed")
+def test_console_script_prepares_and_reports_errors_in_one_line(tmp_path):
+    src = make_pairs(tmp_path / "src", 3)
+    out = tmp_path / "out"
+    done = subprocess.run(["mmcl", "shards", "prepare", src, "--output", out, "--shard-size", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "3 of 3 samples written" in done.stdout
+
+    failed = subprocess.run(["mmcl", "shards", "prepare", tmp_path / "nowhere", "-o", out], capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert failed.stderr.strip().count("\n") == 0 and "nowhere: no such file or directory" in failed.stderr
