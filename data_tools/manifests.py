@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_tools.sources import SampleSpec, make_key, mark_duplicate_keys
+from data_tools.text import is_utf8
 from mmcl.errors import UserError
 
 
@@ -74,11 +75,8 @@ def _rows(path: Path) -> Iterator[tuple[dict | None, str | None]]:
 
 def _not_utf8(value: Any) -> bool:
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-    elif isinstance(value, (list, tuple)):
+        return not is_utf8(value)
+    if isinstance(value, (list, tuple)):
         return any(_not_utf8(v) for v in value)
     return False
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from data_tools.audio import AUDIO_EXTENSIONS
 from data_tools.image import IMAGE_EXTENSIONS
+from data_tools.text import is_utf8, printable
 from mmcl.errors import UserError
 
 LAYOUTS = ("auto", "folder", "class_folders", "manifest")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
-@dataclass
+@dataclass(slots=True)  # slots: millions of these can be held at once
 class SampleSpec:
     key: str
     source: str  # what a failure message names: a path stem or "manifest.csv row 3"
@@ -38,8 +39,8 @@ class SampleSpec:
 
 
 def make_key(name: str) -> str:
-    """webdataset splits a file name at its first dot, so a key may hold none; spaces are awkward in tars."""
-    return re.sub(r"[.\s]", "_", name)
+    """webdataset splits a file name at its first dot, so a key may hold none; spaces and backslashes are awkward in tars."""
+    return re.sub(r"[.\s\\]", "_", name)
 
 
 def mark_duplicate_keys(specs: list[SampleSpec]) -> None:
@@ -83,9 +84,11 @@ def scan_folder(root: Path, class_folders: bool) -> tuple[list[SampleSpec], list
         spec = specs.get(stem)
         if spec is None:
             label = label_of[rel.parts[0]] if class_folders else None
-            spec = specs[stem] = SampleSpec(key=make_key(stem), source=str(root / stem), label=label)
+            spec = specs[stem] = SampleSpec(key=make_key(printable(stem)), source=printable(str(root / stem)), label=label)
+            if not is_utf8(stem):
+                spec.error = ("bad_encoding", f"{spec.source}: file name is not UTF-8")
         if getattr(spec, slot) is not None:
-            spec.error = spec.error or ("duplicate_key", f"{root / rel} and {getattr(spec, slot)} both give key {spec.key!r}")
+            spec.error = spec.error or ("duplicate_key", f"{printable(str(root / rel))} and {getattr(spec, slot)} both give key {spec.key!r}")
             continue
         setattr(spec, slot, str(root / rel))
     ordered = list(specs.values())

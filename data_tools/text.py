@@ -15,6 +15,20 @@ def decode_caption_file(data: bytes, source: str) -> str:
         raise SampleError("bad_text", f"{source}: not UTF-8 ({err.reason} at byte {err.start})") from None
 
 
+def is_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (decoded with ``surrogateescape``, as file names are)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """Show undecodable bytes (as ``surrogateescape`` kept them) as ``\\xe9`` so any UTF-8 field can hold them."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def normalize_caption(text: str, fix_unicode: bool = True) -> str:
     """Repair mojibake (ftfy) and collapse runs of whitespace, newlines included, to one space."""
     if fix_unicode:

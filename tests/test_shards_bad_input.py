@@ -33,17 +33,20 @@ def test_folder_bad_samples_are_skipped_by_reason(tmp_path):
     (src / "a.b.jpg").write_bytes(jpg)  # its key is also a_b: webdataset keys cannot hold dots
     (src / "meta.jpg").write_bytes(jpg)
     (src / "meta.json").write_text("{not json")
+    with open(bytes(src) + b"/caf\xe9.jpg", "wb") as f:  # a file name that is not UTF-8
+        f.write(jpg)
     out = tmp_path / "out"
 
     assert run_cli("shards", "prepare", src, "-o", out, "--shard-size", "4", "--max-pixels", "5000", "--quiet") == 0
 
     stats = _stats(out)
     assert stats["failures_by_reason"] == {
-        "bad_audio": 1, "bad_image": 1, "bad_json": 1, "bad_text": 1, "duplicate_key": 2, "empty_caption": 1, "too_many_pixels": 1,
+        "bad_audio": 1, "bad_encoding": 1, "bad_image": 1, "bad_json": 1, "bad_text": 1, "duplicate_key": 2, "empty_caption": 1, "too_many_pixels": 1,
     }
     failed = {f["key"]: f["reason"] for f in stats["failures"]}
     assert failed == {"cut": "bad_image", "noisy": "bad_audio", "latin1": "bad_text", "blank": "empty_caption",
-                      "bomb": "too_many_pixels", "twice": "duplicate_key", "a_b": "duplicate_key", "meta": "bad_json"}
+                      "bomb": "too_many_pixels", "twice": "duplicate_key", "a_b": "duplicate_key", "meta": "bad_json",
+                      "caf_xe9": "bad_encoding"}
     # the first a_b (from a.b.jpg, sorted first) is kept; the second file with that key is the duplicate
     written = {k for tar in sorted(out.glob("*.tar")) for k in read_tar(tar)}
     assert written == {"img000", "img001", "img002", "a_b"}
