@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_tools.sources import SampleSpec, make_key, mark_duplicate_keys
-from data_tools.text import is_utf8
+from data_tools.text import as_captions, is_utf8
 from mmcl.errors import UserError
 
 
@@ -109,14 +109,7 @@ def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[st
         value = row.get(cols[field]) if cols[field] else None
         if value:
             setattr(spec, field, str(base / value))
-    captions: list[str] = []
-    for name in cols["captions"]:
-        value = row.get(name)
-        if isinstance(value, (list, tuple)):
-            captions.extend(str(v) for v in value)
-        elif value is not None:
-            captions.append(str(value))
-    spec.captions = tuple(captions)
+    spec.captions = tuple(c for name in cols["captions"] for c in as_captions(row.get(name)))
     label = row.get(cols["label"]) if cols["label"] else None
     if label not in (None, ""):
         try:

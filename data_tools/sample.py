@@ -10,7 +10,7 @@ from data_tools.audio import AudioOptions, process_audio
 from data_tools.errors import SampleError
 from data_tools.image import ImageOptions, process_image
 from data_tools.sources import SampleSpec
-from data_tools.text import decode_caption_file, normalize_captions
+from data_tools.text import as_captions, decode_caption_file, normalize_captions
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,13 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
     if spec.meta_path:
         meta.update(_sidecar(files[spec.meta_path], spec.meta_path))
     captions = [decode_caption_file(files[spec.text], spec.text)] if spec.text else []
-    captions += list(spec.captions)
-    sidecar_text = meta.pop("text", None)
-    captions += sidecar_text if isinstance(sidecar_text, list) else [] if sidecar_text is None else [sidecar_text]
-    captions = normalize_captions([str(c) for c in captions], opts.fix_unicode, spec.source)
+    captions = normalize_captions([*captions, *spec.captions, *as_captions(meta.pop("text", None))], opts.fix_unicode, spec.source)
     if len(captions) == 1:
         sample["txt"] = captions[0].encode("utf-8")
     elif captions:
         meta["text"] = captions  # the contract: several captions live in json["text"]
     if captions:
-        info["captions"], info["caption_chars"] = len(captions), len(captions[0])
+        info["captions"], info["caption_chars"] = len(captions), sum(map(len, captions)) // len(captions)
 
     if spec.audio:
         sample["flac"], info["audio_seconds"] = process_audio(files[spec.audio], spec.audio, opts.audio)

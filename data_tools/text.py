@@ -29,6 +29,15 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def as_captions(value) -> list[str]:
+    """A caption cell or json field may hold nothing, one caption, or a list of them."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
 def normalize_caption(text: str, fix_unicode: bool = True) -> str:
     """Repair mojibake (ftfy) and collapse runs of whitespace, newlines included, to one space."""
     if fix_unicode:

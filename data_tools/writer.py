@@ -34,7 +34,7 @@ MANIFEST_SCHEMA = pyarrow.schema(
         ("image_height", pyarrow.int32()),
         ("audio_seconds", pyarrow.float64()),
         ("captions", pyarrow.int32()),
-        ("caption_chars", pyarrow.int32()),
+        ("caption_chars", pyarrow.int32()),  # mean length of the sample's captions
         ("label", pyarrow.int64()),
     ]
 )
