@@ -149,7 +149,8 @@ def _add_prepare(sub) -> None:
     g.add_argument("--workers", type=int, default=1, help="worker processes, one shard each at a time (default 1)")
     g.add_argument("--num-parts", type=int, default=1, help="split the shards into K disjoint parts for K independent jobs")
     g.add_argument("--part", type=int, default=0, help="which part (0..K-1) this job writes")
-    g.add_argument("--dedup", action="store_true", help="skip samples whose source content duplicates an earlier one (sha256)")
+    g.add_argument("--dedup", action="store_true", help="skip samples whose source content duplicates an earlier one "
+                   "(sha256 of every source file, read before writing; each --part hashes the whole input so parts agree)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("manifest columns (defaults: image, audio, caption, label, key if present)")
     g.add_argument("--image-col", help="column with image paths (relative to the manifest's directory)")

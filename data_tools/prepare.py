@@ -134,6 +134,8 @@ def prepare_shards(
     specs, found_classes = load_specs(source, layout, columns)
     if not specs:
         raise UserError(f"{source}: found no samples (expected e.g. NAME.jpg + NAME.txt, or CLASS/NAME.jpg with --class-folders)")
+    if classnames and found_classes and len(classnames) != len(found_classes):
+        raise UserError(f"--classnames: {len(classnames)} names given for {len(found_classes)} class folders in {source}")
     if dedup:
         mark_content_duplicates(specs)
     ranges = shard_ranges(specs, shard_size, shard_bytes)
@@ -162,7 +164,7 @@ def prepare_shards(
     todo = [i for i in mine if not is_complete(output, names[i])]
     jobs = [(output / names[i], specs[slice(*ranges[i])]) for i in todo]
     total = sum(len(s) for _, s in jobs)
-    bar = tqdm(total=total, unit="sample", disable=not progress, file=sys.stderr, desc=f"shards {mine.start}-{mine.stop - 1}")
+    bar = tqdm(total=total, unit="sample", disable=not progress, file=sys.stderr, desc="prepare")
     failures = 0
 
     def on_progress(written: int, failed: int) -> None:

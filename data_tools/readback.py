@@ -9,6 +9,7 @@ from pathlib import Path
 from data_tools.audio import AUDIO_EXTENSIONS, decode_audio
 from data_tools.errors import SampleError
 from data_tools.image import IMAGE_EXTENSIONS, open_image
+from data_tools.text import as_captions
 
 _NO_PIXEL_LIMIT = 1 << 62  # a reader checks what was written, whatever limit prepare used
 
@@ -27,8 +28,8 @@ def describe_entry(ext: str, data: bytes, name: str) -> dict:
             return {"captions": [text]}
         if ext == "json":
             meta = json.loads(text)
-            captions = meta.get("text") if isinstance(meta, dict) else None
-            return {"captions": captions if isinstance(captions, list) else [captions]} if captions else {}
+            captions = as_captions(meta.get("text")) if isinstance(meta, dict) else []
+            return {"captions": captions} if captions else {}
         if ext == "cls":
             return {"label": int(text)}
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:

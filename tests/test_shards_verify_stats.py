@@ -18,7 +18,7 @@ def _prepared(tmp_path, n=6, shard_size=3):
 
 def test_verify_accepts_a_good_set(tmp_path, capsys):
     out = _prepared(tmp_path)
-    assert run_cli("shards", "verify", out) == 0
+    assert run_cli("shards", "verify", out, "--workers", "2") == 0
     assert "6 samples in 2 shard(s)" in capsys.readouterr().out
 
 
