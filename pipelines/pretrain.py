@@ -63,7 +63,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def train(cfg: PretrainConfig) -> Path:
     """Run the training loop; returns the final checkpoint's folder on the main process, None elsewhere."""
     # --- setup
-    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision])
+    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
+    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available())
     set_seed(cfg.train.seed)
     out_dir = Path(cfg.train.output_dir)
     model, transforms, tokenizer = create_model(cfg.model)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mmcl.errors import UserError
@@ -43,7 +44,11 @@ def load_model(folder: str | Path):
             raise UserError(f"{folder}: not a model checkpoint (missing {name})")
     cfg_data = yaml.safe_load((folder / CONFIG).read_text())
     model, transforms, tokenizer = create_model(ModelConfig.model_validate(cfg_data))
-    state = load_file(folder / WEIGHTS)
+    try:
+        state = load_file(folder / WEIGHTS)
+    except SafetensorError as err:
+        raise UserError(f"{folder / WEIGHTS}: not a valid safetensors file ({err}); "
+                        "mmcl never unpickles checkpoint files") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f"{folder / WEIGHTS}: weights do not match {CONFIG}: missing {missing}, unexpected {unexpected}")

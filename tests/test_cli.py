@@ -1,0 +1,93 @@
+"""The `mmcl` command: help, exit codes, one-line user errors.
+
+The installed console script runs in a subprocess where the process boundary matters (exit code, stderr);
+the rest call the same `main` in-process, which is faster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from pipelines.cli import main
+
+SUBCOMMANDS = ("shards", "train", "eval", "demo", "config", "models")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def mmcl(capsys):
+    def run(*args: str) -> Result:
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's --help and usage errors
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def test_console_script_help_lists_subcommands():
+    result = subprocess.run(["mmcl", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert f"    {name} " in result.stdout
+
+
+def test_console_script_user_error_is_one_line_without_traceback():
+    result = subprocess.run(["mmcl", "train", "configs/demo.yaml", "optim.lrr=1"], capture_output=True, text=True,
+                            timeout=120)
+    assert_one_line_user_error(result, "optim.lrr", "configs/demo.yaml")
+
+
+@pytest.mark.parametrize("args", [(c, "--help") for c in SUBCOMMANDS] + [("config", "show", "--help")])
+def test_every_subcommand_explains_itself(mmcl, args):
+    result = mmcl(*args)
+    assert result.returncode == 0, result.stderr
+    assert "usage: mmcl" in result.stdout and "options:" in result.stdout
+
+
+def assert_one_line_user_error(result, *fragments: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmcl: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_misspelled_key_exits_nonzero_naming_it(mmcl):
+    assert_one_line_user_error(mmcl("config", "show", "configs/demo.yaml", "optim.lrr=1"), "optim.lrr")
+
+
+def test_wrong_config_fails_before_any_data_is_read(mmcl, tmp_path):
+    # The shards do not exist; the config error must win because it is found first.
+    result = mmcl("train", "configs/demo.yaml", f"data.train_shards={tmp_path}/none", "data.modalities=[image, audio]")
+    assert_one_line_user_error(result, "data.modalities", "audio")
+
+
+def test_missing_inputs_are_one_line_errors(mmcl, tmp_path):
+    assert_one_line_user_error(mmcl("eval", str(tmp_path), "--data", str(tmp_path)), "not a model checkpoint")
+    assert_one_line_user_error(mmcl("train", str(tmp_path / "missing.yaml")), "config file not found")
+    assert_one_line_user_error(mmcl("models", "show", "nope"), "unknown model 'nope'")
+
+
+def test_config_show_prints_resolved_documented_config(mmcl):
+    result = mmcl("config", "show", "configs/demo.yaml", "data.batch_size=7")
+    assert result.returncode == 0
+    assert "  batch_size: 7" in result.stdout
+    assert "# Samples per batch on each process." in result.stdout
+
+
+def test_usage_errors_exit_nonzero(mmcl):
+    assert mmcl().returncode == 2
+    assert mmcl("train").returncode == 2

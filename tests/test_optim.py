@@ -1,0 +1,42 @@
+"""Weight-decay exclusions and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mmcl.models import create_model
+from mmcl.optim import OptimConfig, lr_factor, param_groups
+
+
+def test_no_decay_on_norms_biases_embeddings_and_temperature():
+    model, _, _ = create_model("tiny")
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert "logit_scale" in no_decay_names
+    assert "towers.text.encoder.token_embedding.weight" in no_decay_names
+    assert "towers.text.encoder.positional_embedding" in no_decay_names
+    assert "towers.image.encoder.class_embedding" in no_decay_names
+    assert all(not n.endswith("bias") for n in decay_names)
+    assert all(".ln_" not in n for n in decay_names)
+    assert "towers.image.encoder.transformer.resblocks.0.attn.in_proj_weight" in decay_names
+    assert len(decay_names) + len(no_decay_names) == len(list(model.parameters()))
+
+
+def test_warmup_then_cosine_to_zero():
+    cfg = OptimConfig(warmup_steps=10, schedule="cosine")
+    assert lr_factor(0, 110, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 110, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cfg) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(110, 110, cfg) == pytest.approx(0.0)
+
+
+def test_constant_with_cooldown():
+    cfg = OptimConfig(warmup_steps=0, schedule="constant_cooldown", cooldown_steps=10)
+    assert lr_factor(89, 100, cfg) == 1.0
+    assert lr_factor(95, 100, cfg) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="cooldown_steps is only used"):
+        OptimConfig(schedule="cosine", cooldown_steps=5)
