@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -24,10 +25,21 @@ def shard_manifest_path(tar: Path) -> Path:
     return tar.with_suffix(".parquet")
 
 
+def temp_path(path: Path) -> Path:
+    """Where ``path`` is written before its rename. The pid keeps two writers of the same file (two
+    parts merging at once, or a worker orphaned by a killed run next to the resumed run) apart."""
+    return path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def remove_temps(path: Path) -> None:
+    """Delete what interrupted writers of ``path`` left behind."""
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write beside the target and rename: a reader (or a resumed run) never sees half a file."""
-    # The pid keeps two parts that finish together (and both merge) from sharing a temporary file.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp = temp_path(path)
     tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
 

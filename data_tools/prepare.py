@@ -20,7 +20,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from data_tools.files import PLAN, read_json, write_json
+from data_tools.files import PLAN, read_json, remove_temps, shard_manifest_path, shard_stats_path, write_json
 from data_tools.manifests import ManifestColumns
 from data_tools.merge import is_complete, merge, shard_names
 from data_tools.plan import mark_content_duplicates, part_shards, shard_ranges
@@ -162,6 +162,10 @@ def prepare_shards(
 
     names = shard_names(plan)
     todo = [i for i in mine if not is_complete(output, names[i])]
+    for i in todo:
+        tar = output / names[i]
+        for path in (tar, shard_stats_path(tar), shard_manifest_path(tar)):
+            remove_temps(path)
     jobs = [(output / names[i], specs[slice(*ranges[i])]) for i in todo]
     total = sum(len(s) for _, s in jobs)
     bar = tqdm(total=total, unit="sample", disable=not progress, file=sys.stderr, desc="prepare")

@@ -31,7 +31,7 @@ def verify(output: Path, workers: int = 1) -> dict:
         names = {p.name for p in shards}
         problems += [f"{name}: listed in {SIZES} but missing" for name in sorted(set(sizes) - names)]
         problems += [f"{name}: not listed in {SIZES}" for name in sorted(names - set(sizes))]
-    problems += [f"{p.name}: leftover temporary file from an interrupted run" for p in sorted(output.glob(f"*.tar{TMP_SUFFIX}"))]
+    problems += [f"{p.name}: leftover temporary file from an interrupted run" for p in sorted(output.glob(f"*.tar.*{TMP_SUFFIX}"))]
     if workers > 1 and len(shards) > 1:
         with multiprocessing.get_context("fork").Pool(min(workers, len(shards))) as pool:
             results = pool.map(_check_shard, shards)

@@ -16,7 +16,7 @@ import pyarrow
 from webdataset import TarWriter
 
 from data_tools.errors import SampleError
-from data_tools.files import TMP_SUFFIX, parquet_bytes, shard_manifest_path, shard_stats_path, write_atomic, write_json
+from data_tools.files import parquet_bytes, temp_path, shard_manifest_path, shard_stats_path, write_atomic, write_json
 from data_tools.sample import SampleOptions, build_sample
 from data_tools.sources import SampleSpec
 
@@ -46,7 +46,7 @@ def write_shard(
     """Process and write ``specs`` to ``tar_path``; return the shard's stats."""
     started = time.time()
     records, failures, modalities = [], [], Counter()
-    tmp = tar_path.with_name(tar_path.name + TMP_SUFFIX)
+    tmp = temp_path(tar_path)
     with open(tmp, "wb") as stream:
         # mtime fixed so that a resumed run writes byte-identical shards.
         tar = TarWriter(stream, encoder=False, mtime=0)
