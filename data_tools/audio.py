@@ -48,7 +48,9 @@ def decode_audio(data: bytes, source: str) -> tuple[np.ndarray, int]:
             if truncated:
                 raise SampleError("bad_audio", f"{source}: truncated, {truncated}")
             wave, rate = f.read(dtype="float32", always_2d=True), f.samplerate
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+    except SampleError:
+        raise
+    except Exception as err:  # libsndfile and its codecs fail in several ways on corrupt data
         raise SampleError("bad_audio", f"{source}: {err}") from None
     if wave.shape[0] == 0:
         raise SampleError("bad_audio", f"{source}: no audio frames")

@@ -107,11 +107,11 @@ def _verify(args: argparse.Namespace) -> int:
     from data_tools.verify import verify
 
     report = verify(Path(args.output), workers=args.workers)
-    print(json.dumps(report, indent=2) if args.json else report_text(report))
+    print(json.dumps(report, indent=2) if args.json else _report_text(report))
     return 0 if report["ok"] else 1
 
 
-def report_text(report: dict) -> str:
+def _report_text(report: dict) -> str:
     lines = [f"{report['output']}: {report['samples']} samples in {report['shards']} shard(s) read back"]
     lines += [f"  problem: {p}" for p in report["problems"]]
     lines.append("OK" if report["ok"] else f"FAILED: {len(report['problems'])} problem(s)")

@@ -72,8 +72,10 @@ def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | N
             img.load()
     except Image.DecompressionBombError as err:
         raise SampleError("too_many_pixels", f"{source}: {err}") from None
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
-        raise SampleError("bad_image", f"{source}: {err}") from None
+    except SampleError:
+        raise
+    except Exception as err:  # Pillow's decoders raise many types (struct.error, IndexError...) on corrupt data
+        raise SampleError("bad_image", f"{source}: {type(err).__name__}: {err}") from None
     return img
 
 
