@@ -22,32 +22,6 @@ def run_guarded(fn: Callable[..., int], *args) -> int:
         return 130
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pipelines.pretrain import main as pretrain_main
-
-    return pretrain_main([args.config, *args.overrides])
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from pipelines.evaluate import read_templates, write_result, zero_shot_classification
-
-    result = zero_shot_classification(args.checkpoint, args.data, read_templates(args.templates),
-                                      batch_size=args.batch_size, num_workers=args.num_workers)
-    metrics = result["metrics"]
-    print(f"zero-shot top-1: {metrics['top1']:.4f} (chance {metrics['chance_top1']:.4f}) "
-          f"on {metrics['num_samples']} images, {metrics['num_classes']} classes")
-    if args.output:
-        print(f"result: {write_result(result, args.output)}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
-
-    run_demo(args.output_dir, steps=args.steps)
-    return 0
-
-
 def _config_show(args: argparse.Namespace) -> int:
     from mmcl.config import load_config, to_commented_yaml
     from pipelines.pretrain_config import PretrainConfig
@@ -79,6 +53,9 @@ def _models_show(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from data_tools.cli import register as register_shards
+    from pipelines.demo import register as register_demo
+    from pipelines.evaluate import register as register_eval
+    from pipelines.pretrain import register as register_train
 
     parser = argparse.ArgumentParser(
         prog="mmcl", description="Multimodal contrastive pretraining: prepare shards, train, evaluate zero-shot."
@@ -88,28 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_shards(commands)
 
-    train = commands.add_parser("train", help="Train a model from a YAML config.",
-                                description="Train from a config under configs/, with dotted overrides.")
-    train.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                       help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
-    train.set_defaults(func=_train)
-
-    evaluate = commands.add_parser("eval", help="Evaluate a checkpoint zero-shot.",
-                                   description="Zero-shot image classification on a CLASS/NAME.jpg folder.")
-    evaluate.add_argument("checkpoint", help="Checkpoint folder (model.safetensors + model.yaml).")
-    evaluate.add_argument("--data", required=True, help="Folder of images laid out CLASS/NAME.jpg.")
-    evaluate.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: built-in set.")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="Images per forward pass (default 64).")
-    evaluate.add_argument("--num-workers", type=int, default=0, help="Image loading workers (default 0).")
-    evaluate.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
-    evaluate.set_defaults(func=_eval)
-
-    demo = commands.add_parser("demo", help="Generate demo data, prepare shards, train and evaluate.",
-                               description="The whole pipeline on built-in generated data, in minutes on a CPU.")
-    demo.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards and the run go (default mmcl-demo).")
-    demo.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo config's).")
-    demo.set_defaults(func=_demo)
+    register_train(commands)
+    register_eval(commands)
+    register_demo(commands)
 
     config = commands.add_parser("config", help="Inspect configs.", description="Inspect configs.")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

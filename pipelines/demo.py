@@ -45,3 +45,17 @@ def run_demo(output_dir: str | Path, steps: int | None = None, train_per_class: 
           f"top-5 {metrics['top5']:.3f}, mean per-class recall {metrics['mean_per_class_recall']:.3f}")
     print(f"checkpoint: {checkpoint}\nresult: {result_file}")
     return result
+
+
+def _run(args) -> int:
+    run_demo(args.output_dir, steps=args.steps)
+    return 0
+
+
+def register(commands) -> None:
+    """Add `mmcl demo` to the top-level parser."""
+    parser = commands.add_parser("demo", help="Generate demo data, prepare shards, train and evaluate.",
+                                 description="The whole pipeline on built-in generated data, in minutes on a CPU.")
+    parser.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards and the run go (default mmcl-demo).")
+    parser.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo config's).")
+    parser.set_defaults(func=_run)

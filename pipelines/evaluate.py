@@ -73,3 +73,27 @@ def write_result(result: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _run(args) -> int:
+    result = zero_shot_classification(args.checkpoint, args.data, read_templates(args.templates),
+                                      batch_size=args.batch_size, num_workers=args.num_workers)
+    metrics = result["metrics"]
+    print(f"zero-shot top-1: {metrics['top1']:.4f} (chance {metrics['chance_top1']:.4f}) "
+          f"on {metrics['num_samples']} images, {metrics['num_classes']} classes")
+    if args.output:
+        print(f"result: {write_result(result, args.output)}")
+    return 0
+
+
+def register(commands) -> None:
+    """Add `mmcl eval` to the top-level parser."""
+    parser = commands.add_parser("eval", help="Evaluate a checkpoint zero-shot.",
+                                 description="Zero-shot image classification on a CLASS/NAME.jpg folder.")
+    parser.add_argument("checkpoint", help="Checkpoint folder (model.safetensors + model.yaml).")
+    parser.add_argument("--data", required=True, help="Folder of images laid out CLASS/NAME.jpg.")
+    parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: built-in set.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Images per forward pass (default 64).")
+    parser.add_argument("--num-workers", type=int, default=0, help="Image loading workers (default 0).")
+    parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
+    parser.set_defaults(func=_run)

@@ -143,6 +143,17 @@ def train(cfg: PretrainConfig) -> Path:
     return checkpoint if accelerator.is_main_process else None
 
 
+def register(commands) -> None:
+    """Add `mmcl train` to the top-level parser."""
+    parser = commands.add_parser("train", help="Train a model from a YAML config.",
+                                 description="Train from a config under configs/, with dotted overrides. "
+                                 "For several processes use `accelerate launch` or `torchrun` (see the README).")
+    parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
+    parser.set_defaults(func=lambda args: main([args.config, *args.overrides]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `accelerate launch -m pipelines.pretrain CONFIG [overrides]`."""
     args = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,65 @@
+"""Audio front end: decode, crop/pad policy, log-mel shape and values."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from mmcl.data.audio import AudioFrontEndConfig, AudioTransform, decode, fit_length
+
+
+def flac_bytes(samples: np.ndarray, rate: int, format: str = "FLAC") -> bytes:
+    buf = io.BytesIO()
+    soundfile.write(buf, samples, rate, format=format)
+    return buf.getvalue()
+
+
+def test_decode_keeps_channels_and_rate():
+    stereo = np.stack([np.linspace(-0.5, 0.5, 800), np.zeros(800)], axis=1).astype("float32")
+    waveform, rate = decode(flac_bytes(stereo, 8000))
+    assert rate == 8000 and waveform.shape == (2, 800)
+    torch.testing.assert_close(waveform[0], torch.from_numpy(stereo[:, 0]), atol=1e-4, rtol=0)
+
+
+def test_fit_length_crops_start_or_repeat_pads():
+    wave = torch.arange(10.0)[None]
+    assert fit_length(wave, 4, random_crop=False).tolist() == [[0, 1, 2, 3]]
+    assert fit_length(torch.arange(3.0)[None], 8, random_crop=False).tolist() == [[0, 1, 2, 0, 1, 2, 0, 0]]
+    torch.manual_seed(0)
+    windows = {tuple(fit_length(wave, 4, random_crop=True)[0].tolist()) for _ in range(50)}
+    assert len(windows) > 3 and all(w == tuple(range(int(w[0]), int(w[0]) + 4)) for w in windows)
+
+
+def test_log_mel_of_a_tone_peaks_at_its_band_after_resampling():
+    cfg = AudioFrontEndConfig(sample_rate=16000, clip_seconds=1.0, n_fft=512, hop_length=160, n_mels=64)
+    rate = 22050
+    t = np.arange(int(rate * 0.6)) / rate
+    tone = (0.5 * np.sin(2 * math.pi * 1000 * t)).astype("float32")
+    spec = AudioTransform(cfg, train=False)(torch.from_numpy(tone)[None].repeat(2, 1), rate)
+    assert spec.shape == (1, 64, cfg.num_frames) == (1, 64, 101)
+    # The mel band holding 1 kHz is the loudest band on average.
+    mel_hz = 700 * (10 ** (np.linspace(2595 * np.log10(1), 2595 * np.log10(1 + 8000 / 700), 66) / 2595) - 1)
+    expected_band = int(np.argmin(np.abs(mel_hz[1:-1] - 1000)))
+    assert abs(int(spec[0].mean(dim=1).argmax()) - expected_band) <= 1
+    assert AudioTransform(cfg, train=False).placeholder().shape == spec.shape
+
+
+def test_specaugment_only_in_training():
+    cfg = AudioFrontEndConfig(clip_seconds=0.5, freq_mask=20, time_mask=20)
+    noise = torch.randn(1, 8000) * 0.1
+    torch.manual_seed(1)
+    train = AudioTransform(cfg, train=True)(noise, 16000)
+    evaluation = AudioTransform(cfg, train=False)(noise, 16000)
+    assert (train == 0).sum() > 0  # masked cells are set to zero
+    assert not torch.equal(train, evaluation)
+    assert torch.equal(evaluation, AudioTransform(cfg, train=False)(noise, 16000))
+
+
+def test_empty_audio_is_rejected():
+    with pytest.raises(ValueError, match="no samples"):
+        decode(flac_bytes(np.zeros((0, 1), dtype="float32"), 16000, format="WAV"))
