@@ -55,7 +55,7 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
     if spec.error is not None:
         raise SampleError(*spec.error)
     files = {p: read_file(p) for p in spec.paths()}
-    info: dict = {"hash": content_hash(spec, list(files.values()))}
+    info: dict = {"hash": content_hash(spec, list(files.values())), "source_bytes": sum(map(len, files.values()))}
     sample: dict[str, bytes] = {"__key__": spec.key}
 
     if spec.image:

@@ -29,7 +29,8 @@ MANIFEST_SCHEMA = pyarrow.schema(
         ("reason", pyarrow.string()),
         ("detail", pyarrow.string()),
         ("hash", pyarrow.string()),
-        ("bytes", pyarrow.int64()),
+        ("source_bytes", pyarrow.int64()),
+        ("bytes", pyarrow.int64()),  # as stored in the shard
         ("image_width", pyarrow.int32()),
         ("image_height", pyarrow.int32()),
         ("audio_seconds", pyarrow.float64()),

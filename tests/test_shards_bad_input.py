@@ -22,6 +22,9 @@ def test_folder_bad_samples_are_skipped_by_reason(tmp_path):
     (src / "cut.txt").write_text("truncated image")
     (src / "noisy.jpg").write_bytes(jpg)
     (src / "noisy.flac").write_bytes(flac_bytes()[:200])
+    (src / "short.jpg").write_bytes(jpg)
+    wav = flac_bytes(fmt="WAV")
+    (src / "short.wav").write_bytes(wav[: len(wav) // 2])  # libsndfile alone would read half the audio
     (src / "latin1.jpg").write_bytes(jpg)
     (src / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (src / "blank.jpg").write_bytes(jpg)
@@ -41,10 +44,10 @@ def test_folder_bad_samples_are_skipped_by_reason(tmp_path):
 
     stats = _stats(out)
     assert stats["failures_by_reason"] == {
-        "bad_audio": 1, "bad_encoding": 1, "bad_image": 1, "bad_json": 1, "bad_text": 1, "duplicate_key": 2, "empty_caption": 1, "too_many_pixels": 1,
+        "bad_audio": 2, "bad_encoding": 1, "bad_image": 1, "bad_json": 1, "bad_text": 1, "duplicate_key": 2, "empty_caption": 1, "too_many_pixels": 1,
     }
     failed = {f["key"]: f["reason"] for f in stats["failures"]}
-    assert failed == {"cut": "bad_image", "noisy": "bad_audio", "latin1": "bad_text", "blank": "empty_caption",
+    assert failed == {"cut": "bad_image", "noisy": "bad_audio", "short": "bad_audio", "latin1": "bad_text", "blank": "empty_caption",
                       "bomb": "too_many_pixels", "twice": "duplicate_key", "a_b": "duplicate_key", "meta": "bad_json",
                       "caf_xe9": "bad_encoding"}
     # the first a_b (from a.b.jpg, sorted first) is kept; the second file with that key is the duplicate

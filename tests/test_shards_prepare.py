@@ -4,10 +4,12 @@ import io
 import json
 
 import pyarrow.parquet
+import pytest
 import webdataset as wds
 from PIL import Image
 
 from data_tools.prepare import prepare_shards
+from data_tools.verify import verify
 from tests.shards_fixtures import flac_bytes, image_bytes, make_pairs, read_tar, run_cli
 
 
@@ -30,18 +32,38 @@ def test_folder_pairs_become_shards_with_sizes_and_manifest(tmp_path):
     manifest = pyarrow.parquet.read_table(out / "manifest.parquet").to_pylist()
     assert [r["key"] for r in manifest] == [f"img{i:03d}" for i in range(7)]
     assert {r["status"] for r in manifest} == {"ok"} and all(len(r["hash"]) == 64 for r in manifest)
+    assert manifest[0]["source_bytes"] == (src / "img000.jpg").stat().st_size + (src / "img000.txt").stat().st_size
+    assert manifest[0]["source"] == str(src / "img000") and manifest[0]["shard"] == "shard-000000.tar"
     stats = json.loads((out / "shard-000000_stats.json").read_text())
     assert (stats["count"], stats["successes"], stats["failed"]) == (3, 3, 0)
     assert not list(out.glob("*.tmp"))
 
 
-def test_webdataset_reads_what_prepare_wrote(tmp_path):
+def _three_kinds(root):
+    """The same four images as folder pairs, as class folders, and as a csv manifest."""
+    pairs = make_pairs(root / "pairs", 4)
+    for i in range(4):
+        (root / "classes" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        (root / "classes" / f"c{i % 2}" / f"img{i:03d}.jpg").write_bytes((pairs / f"img{i:03d}.jpg").read_bytes())
+    manifest = root / "pairs.csv"
+    manifest.write_text("image,caption\n" + "".join(f"pairs/img{i:03d}.jpg,caption number {i}\n" for i in range(4)))
+    return {"folder": pairs, "class_folders": root / "classes", "manifest": manifest}
+
+
+@pytest.mark.parametrize("kind", ["folder", "class_folders", "manifest"])
+def test_every_input_kind_gives_shards_that_verify_and_webdataset_accept(tmp_path, kind):
     out = tmp_path / "out"
-    prepare_shards(make_pairs(tmp_path / "src", 5), out, shard_size=2, progress=False)
+    prepare_shards(_three_kinds(tmp_path)[kind], out, layout=kind, shard_size=3, progress=False)
+
+    assert verify(out)["ok"]
     urls = [str(p) for p in sorted(out.glob("*.tar"))]
-    rows = list(wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt"))
-    assert [k for k, _, _ in rows] == [f"img{i:03d}" for i in range(5)]
-    assert rows[4][1].size == (32, 24) and rows[4][2] == "caption number 4"
+    rows = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
+    assert len(rows) == 4 == sum(json.loads((out / "sizes.json").read_text()).values())
+    assert all(row["jpg"].size == (32, 24) for row in rows)
+    if kind == "class_folders":
+        assert [row["cls"] for row in rows] == [0, 0, 1, 1]
+    else:
+        assert [row["txt"] for row in rows] == [f"caption number {i}" for i in range(4)]
 
 
 def test_class_folders_write_labels_and_clip_benchmark_files(tmp_path):
