@@ -164,7 +164,7 @@ def _add_prepare(sub) -> None:
                    "keep_ratio_largest: longer side; center_crop: square crop; border: pad to square (default none)")
     g.add_argument("--image-size", type=int, default=256, help="target side in pixels (default 256)")
     g.add_argument("--resize-only-if-bigger", action="store_true", help="never upscale")
-    g.add_argument("--image-format", default="jpg", choices=FORMATS, help="stored format; keep stores the original bytes (default jpg)")
+    g.add_argument("--image-format", default="auto", choices=FORMATS, help="stored format; keep stores the original bytes; auto (default) keeps them unless resizing, then jpg")
     g.add_argument("--image-quality", type=int, default=95, help="jpg/webp quality (default 95)")
     g.add_argument("--max-pixels", type=int, default=ImageOptions.max_pixels, help="skip larger images as decompression bombs")
     g = p.add_argument_group("audio (decoded with soundfile, stored as flac)")

@@ -18,7 +18,7 @@ from data_tools.errors import SampleError
 from mmcl.errors import UserError
 
 RESIZE_MODES = ("none", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
-FORMATS = ("jpg", "webp", "png", "keep")
+FORMATS = ("auto", "jpg", "webp", "png", "keep")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 _PIL_FORMAT = {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
 _EXT_OF_PIL_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -29,7 +29,7 @@ class ImageOptions:
     size: int = 256
     resize_mode: str = "none"
     only_if_bigger: bool = False
-    format: str = "jpg"
+    format: str = "auto"  # keep the original bytes unless resizing, then jpg
     quality: int = 95
     # Pillow's own default limit: bigger images are treated as decompression bombs.
     max_pixels: int = Image.MAX_IMAGE_PIXELS
@@ -99,10 +99,11 @@ def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
 def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, bytes, tuple[int, int]]:
     """Return (extension, encoded bytes, (width, height) as stored) or raise SampleError."""
     img = open_image(data, source, opts.max_pixels, opts)
-    if opts.format == "keep" and img.format in _EXT_OF_PIL_FORMAT:
+    keep = opts.format == "keep" or (opts.format == "auto" and opts.resize_mode == "none")
+    if keep and img.format in _EXT_OF_PIL_FORMAT:
         return _EXT_OF_PIL_FORMAT[img.format], data, img.size
     # A kept image in a format readers do not expect (gif, bmp, tiff) is stored losslessly as png.
-    fmt = "png" if opts.format == "keep" else opts.format
+    fmt = "png" if keep else "jpg" if opts.format == "auto" else opts.format
     img = resize(img.convert("RGB"), opts)
     out = io.BytesIO()
     img.save(out, format=_PIL_FORMAT[fmt], quality=opts.quality)

@@ -42,6 +42,8 @@ def test_border_pads_with_black_and_keeps_the_picture_centred():
 def test_output_formats_and_keeping_original_bytes():
     png = image_bytes(fmt="PNG")
     assert process_image(png, "x", ImageOptions(format="keep")) == ("png", png, (32, 24))
+    assert process_image(png, "x", ImageOptions()) == ("png", png, (32, 24))  # auto: no resize, no re-encoding
+    assert process_image(png, "x", ImageOptions(resize_mode="keep_ratio", size=12))[0] == "jpg"  # auto: resized -> jpg
     ext, data, _ = process_image(png, "x", ImageOptions(format="webp"))
     assert ext == "webp" and Image.open(io.BytesIO(data)).format == "WEBP"
     gif = image_bytes(fmt="GIF")
