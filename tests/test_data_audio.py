@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
 from mmcl.data.audio import AudioFrontEndConfig, AudioTransform, decode, fit_length
-
-
-def flac_bytes(samples: np.ndarray, rate: int, format: str = "FLAC") -> bytes:
-    buf = io.BytesIO()
-    soundfile.write(buf, samples, rate, format=format)
-    return buf.getvalue()
+from tests.shard_factory import audio_bytes
 
 
 def test_decode_keeps_channels_and_rate():
     stereo = np.stack([np.linspace(-0.5, 0.5, 800), np.zeros(800)], axis=1).astype("float32")
-    waveform, rate = decode(flac_bytes(stereo, 8000))
+    waveform, rate = decode(audio_bytes(stereo, 8000))
     assert rate == 8000 and waveform.shape == (2, 800)
     torch.testing.assert_close(waveform[0], torch.from_numpy(stereo[:, 0]), atol=1e-4, rtol=0)
 
@@ -62,4 +55,4 @@ def test_specaugment_only_in_training():
 
 def test_empty_audio_is_rejected():
     with pytest.raises(ValueError, match="no samples"):
-        decode(flac_bytes(np.zeros((0, 1), dtype="float32"), 16000, format="WAV"))
+        decode(audio_bytes(np.zeros((0, 1), dtype="float32"), 16000, format="WAV"))

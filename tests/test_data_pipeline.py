@@ -1,105 +1,136 @@
-"""The streaming loader: rank/worker splitting, determinism, masks for missing modalities, skipped samples."""
+"""The streaming loader: exact epochs over ranks and workers, determinism, masks, skipped samples, eval order."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 import torch
 
 from mmcl.data import DataConfig, build_loader
+from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
 from mmcl.errors import UserError
-from mmcl.models import create_model
-from tests.shard_factory import image_text_samples, jpeg_bytes, write_shards
+from tests.shard_factory import image_text_samples, image_transforms, jpeg_bytes, tokenizer, tone, write_shards
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    _, transforms, tokenizer = create_model("tiny")
-    return transforms, tokenizer
+TRANSFORMS = image_transforms(32)
+TOKENIZER = tokenizer()
 
 
 def keys(loader) -> list[str]:
     return [k for batch in loader for k in batch["__key__"]]
 
 
-def test_two_ranks_two_workers_see_every_sample_once(tmp_path, tiny):
-    transforms, tokenizer = tiny
+def total_failures(batches) -> dict[str, int]:
+    return dict(sum((Counter(b["__failures__"]) for b in batches), Counter()))
+
+
+def test_two_ranks_two_workers_see_every_sample_once(tmp_path):
     write_shards(tmp_path, image_text_samples(40), per_shard=5)  # 8 shards for 2 ranks x 2 workers
-    # 10 samples per worker: batches of 5 drop nothing (training drops a last partial batch).
+    # 10 samples per worker: batches of 5 drop nothing (training drops a worker's last partial batch).
     cfg = DataConfig(train_shards=str(tmp_path), batch_size=5, num_workers=2, shuffle_buffer=8)
-    seen = []
-    for rank in range(2):
-        seen += keys(build_loader(cfg, transforms.train, tokenizer, train=True, epoch=3, seed=1, rank=rank,
-                                  world_size=2))
-    assert sorted(seen) == [f"s{i:05d}" for i in range(40)]
+    per_rank = [keys(build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True, epoch=3, seed=1, rank=rank,
+                                  world_size=2)) for rank in range(2)]
+    assert [len(k) for k in per_rank] == [20, 20]
+    assert sorted(per_rank[0] + per_rank[1]) == [f"s{i:05d}" for i in range(40)]
 
 
-def test_same_seed_same_batches_other_epoch_other_order(tmp_path, tiny):
-    transforms, tokenizer = tiny
-    write_shards(tmp_path, image_text_samples(32), per_shard=4)
+def test_same_seed_same_batches_other_epoch_other_order(tmp_path):
+    write_shards(tmp_path, image_text_samples(32, noisy=True), per_shard=4)
     cfg = DataConfig(train_shards=str(tmp_path), batch_size=4, num_workers=2, shuffle_buffer=16)
 
-    def run(epoch):
-        loader = build_loader(cfg, transforms.train, tokenizer, train=True, epoch=epoch, seed=7)
-        return [(b["__key__"], b["image"]) for b in loader]
+    def run(epoch, seed=7):
+        return [(b["__key__"], b["image"]) for b in build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True,
+                                                                 epoch=epoch, seed=seed)]
 
-    first, again, other = run(0), run(0), run(1)
+    first, again, other, other_seed = run(0), run(0), run(1), run(0, seed=8)
     assert [k for k, _ in first] == [k for k, _ in again]
-    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again))  # augmentation is seeded too
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again))  # augmentation is seeded per worker
     assert [k for k, _ in first] != [k for k, _ in other]
+    assert [k for k, _ in first] != [k for k, _ in other_seed]
     assert sorted(k for ks, _ in first for k in ks) == sorted(k for ks, _ in other for k in ks)
+    # Same sample, other seed: another random crop.
+    where = {k: (i, j) for i, (ks, _) in enumerate(other_seed) for j, k in enumerate(ks)}
+    i, j = where[first[0][0][0]]
+    assert not torch.equal(first[0][1][0], other_seed[i][1][j])
 
 
-def test_missing_modalities_get_masks_and_placeholders(tmp_path, tiny):
-    transforms, tokenizer = tiny
+def test_missing_modalities_get_masks_and_placeholders(tmp_path):
+    audio_cfg = AudioFrontEndConfig(clip_seconds=0.5)
+    transforms = {**TRANSFORMS["eval"], "audio": AudioTransform(audio_cfg, train=False)}
     samples = [
-        {"__key__": "both", "jpg": jpeg_bytes(), "txt": "red"},
+        {"__key__": "all", "jpg": jpeg_bytes(), "txt": "red", "flac": tone()},
         {"__key__": "image_only", "jpg": jpeg_bytes()},
         {"__key__": "text_only", "txt": "lonely words"},
         {"__key__": "captions", "json": b'{"text": ["one", "two"]}', "jpg": jpeg_bytes(), "cls": b"3"},
+        {"__key__": "audio_text", "wav": tone(), "txt": "a tone"},
     ]
-    write_shards(tmp_path, samples, per_shard=4)
-    cfg = DataConfig(train_shards=str(tmp_path), batch_size=4, num_workers=0)
-    (batch,) = list(build_loader(cfg, transforms.eval, tokenizer, train=False))
-    assert batch["__key__"] == ["both", "image_only", "text_only", "captions"]
-    assert batch["image_mask"].tolist() == [True, True, False, True]
-    assert batch["text_mask"].tolist() == [True, False, True, True]
-    assert batch["image"].shape == (4, 3, 64, 64)
-    assert torch.count_nonzero(batch["image"][2]) == 0
-    assert torch.equal(batch["text"][2], tokenizer(["lonely words"])[0])
-    assert torch.equal(batch["text"][3], tokenizer(["one"])[0])  # evaluation takes the first caption
-    assert batch["label"].tolist() == [-1, -1, -1, 3]
+    write_shards(tmp_path, samples, per_shard=5)
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=5, num_workers=0, modalities=["image", "text", "audio"])
+    (batch,) = list(build_loader(cfg, transforms, TOKENIZER, train=False))
+    assert batch["__key__"] == ["all", "image_only", "text_only", "captions", "audio_text"]
+    assert batch["image_mask"].tolist() == [True, True, False, True, False]
+    assert batch["text_mask"].tolist() == [True, False, True, True, True]
+    assert batch["audio_mask"].tolist() == [True, False, False, False, True]
+    assert batch["image"].shape == (5, 3, 32, 32)
+    assert batch["audio"].shape == (5, 1, audio_cfg.n_mels, audio_cfg.num_frames)
+    assert torch.count_nonzero(batch["image"][2]) == 0 and torch.count_nonzero(batch["audio"][1]) == 0
+    assert torch.count_nonzero(batch["audio"][0]) > 0
+    assert torch.equal(batch["text"][2], TOKENIZER(["lonely words"])[0])
+    assert torch.equal(batch["text"][3], TOKENIZER(["one"])[0])  # evaluation takes the first caption
+    assert batch["label"].tolist() == [-1, -1, -1, 3, -1]
 
 
-def test_corrupt_samples_are_skipped_and_counted(tmp_path, tiny):
-    transforms, tokenizer = tiny
-    good = image_text_samples(6)
+def test_corrupt_samples_are_skipped_and_counted(tmp_path):
+    transforms = {**TRANSFORMS["train"], "audio": AudioTransform(AudioFrontEndConfig(clip_seconds=0.5), train=True)}
+    good = [{**s, "flac": tone()} for s in image_text_samples(8)]
     bad = [
         {"__key__": "broken_jpeg", "jpg": b"\xff\xd8 not really a jpeg", "txt": "x"},
         {"__key__": "bad_utf8", "jpg": jpeg_bytes(), "txt": b"\xff\xfe\xfa"},
         {"__key__": "empty_caption", "jpg": jpeg_bytes(), "txt": "   "},
-        {"__key__": "nothing_usable", "flac": b"abc"},
+        {"__key__": "nothing_usable", "mp4": b"abc"},
+        {"__key__": "broken_flac", "jpg": jpeg_bytes(), "txt": "x", "flac": tone()[:80]},
+        {"__key__": "bad_label", "jpg": jpeg_bytes(), "txt": "x", "cls": b"seven"},
     ]
-    write_shards(tmp_path, good[:3] + bad + good[3:], per_shard=20)
-    cfg = DataConfig(train_shards=str(tmp_path), batch_size=2, num_workers=0)
-    batches = list(build_loader(cfg, transforms.eval, tokenizer, train=False))
-    assert [k for b in batches for k in b["__key__"]] == [s["__key__"] for s in good]
-    failures: dict[str, int] = {}
-    for b in batches:
-        for reason, count in b["__failures__"].items():
-            failures[reason] = failures.get(reason, 0) + count
-    assert failures == {"undecodable image": 1, "bad text": 2, "no usable modality": 1}
+    write_shards(tmp_path, good[:4] + bad[:3] + good[4:] + bad[3:], per_shard=7)  # two shards
+    truncated = tmp_path / "shard-000002.tar"
+    write_shards(tmp_path / "whole", [{"__key__": "cut_off", "jpg": jpeg_bytes(noise_seed=0, size=64)}], per_shard=1)
+    truncated.write_bytes((tmp_path / "whole" / "shard-000000.tar").read_bytes()[:1500])
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=1, num_workers=2, modalities=["image", "text", "audio"],
+                     shuffle_buffer=4)
+    batches = list(build_loader(cfg, transforms, TOKENIZER, train=True))
+    assert sorted(k for b in batches for k in b["__key__"]) == [s["__key__"] for s in good]
+    failures = total_failures(batches)
+    assert {r: n for r, n in failures.items() if not r.startswith("unreadable")} == {
+        "undecodable image": 1, "bad text": 2, "no usable modality": 1, "undecodable audio": 1, "bad label": 1}
+    assert sum(n for r, n in failures.items() if r.startswith("unreadable")) == 1
 
 
-def test_too_few_shards_fails_before_reading(tmp_path, tiny):
-    transforms, tokenizer = tiny
+def test_evaluation_keeps_file_order_every_sample_and_partial_batch(tmp_path):
+    samples = image_text_samples(23)
+    samples[9] = {"__key__": "corrupt", "jpg": b"nope", "txt": "x"}
+    write_shards(tmp_path, samples, per_shard=4)  # 6 shards, the last one short
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=5, num_workers=2)
+    batches = list(build_loader(cfg, TRANSFORMS["eval"], TOKENIZER, train=False))
+    expected = [s["__key__"] for s in samples if s["__key__"] != "corrupt"]
+    assert [len(b["__key__"]) for b in batches] == [5, 5, 5, 5, 2]
+    assert keys(batches) == expected
+    assert total_failures(batches) == {"undecodable image": 1}
+    ranks = [keys(build_loader(cfg, TRANSFORMS["eval"], TOKENIZER, train=False, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(ranks[0] + ranks[1]) == sorted(expected) and ranks[0] == [k for k in expected if k in ranks[0]]
+
+
+def test_too_few_shards_fails_before_reading(tmp_path):
     write_shards(tmp_path, image_text_samples(6), per_shard=3)
     cfg = DataConfig(train_shards=str(tmp_path), batch_size=2, num_workers=2)
     with pytest.raises(UserError, match=r"2 shard\(s\) cannot feed 2 process\(es\) x 2 loader worker\(s\): need at least 4"):
-        build_loader(cfg, transforms.train, tokenizer, train=True, rank=0, world_size=2)
+        build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True, rank=0, world_size=2)
 
 
-def test_missing_shards_are_named(tmp_path, tiny):
-    transforms, tokenizer = tiny
-    cfg = DataConfig(train_shards=str(tmp_path / "shard-{000000..000003}.tar"), batch_size=2)
-    with pytest.raises(UserError, match=r"shard not found: .*shard-000000\.tar \(and 3 more\)"):
-        build_loader(cfg, transforms.train, tokenizer, train=True)
+def test_modalities_without_a_tower_or_unknown_fail_early(tmp_path):
+    write_shards(tmp_path, image_text_samples(2), per_shard=2)
+    with pytest.raises(UserError, match=r"lists \['audio'\] but the model has no tower"):
+        build_loader(DataConfig(train_shards=str(tmp_path), modalities=["image", "audio"]), TRANSFORMS["train"],
+                     TOKENIZER, train=False)
+    with pytest.raises(UserError, match="unsupported modality"):
+        build_loader(DataConfig(train_shards=str(tmp_path), modalities=["video"]), TRANSFORMS["train"],
+                     TOKENIZER, train=False)

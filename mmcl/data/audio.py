@@ -50,6 +50,14 @@ def decode(data: bytes) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(samples.T.copy()), rate
 
 
+def load(data: bytes, transform: AudioTransform) -> torch.Tensor:
+    return transform(*decode(data))
+
+
+def placeholder(transform: AudioTransform) -> torch.Tensor:
+    return transform.placeholder()
+
+
 def fit_length(waveform: torch.Tensor, length: int, random_crop: bool) -> torch.Tensor:
     """Crop [C, N] to `length` samples (a random window, or the start), or repeat-pad it up to `length`."""
     n = waveform.shape[-1]

@@ -12,7 +12,11 @@ EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 def decode(data: bytes) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
+        return img.convert("RGB")  # forces the full decode here, so corrupt bytes fail in decode()
+
+
+def load(data: bytes, transform) -> torch.Tensor:
+    return transform(decode(data))
 
 
 def placeholder(transform) -> torch.Tensor:

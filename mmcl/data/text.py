@@ -1,9 +1,30 @@
-"""Text decoding: captions from `txt` (one) or `json` with a `text` field (one or many)."""
+"""Text: captions from `txt` (one) or `json` with a `text` field (one or many); optional caption augmentation.
+
+Augmentation follows the random word deletion and swap of EDA, as studied for CLIP training in "Improved
+baselines for vision-language pre-training" (Fini et al., 2023). Tokenising is the text tower's job.
+"""
 
 from __future__ import annotations
 
 import json
 import random
+
+from pydantic import Field
+
+from mmcl.config import Section
+
+
+class TextAugmentConfig(Section):
+    """Random edits of the training caption (evaluation never augments)."""
+
+    word_drop: float = Field(0.0, description="Probability that each word is deleted (one word always stays).",
+                             ge=0, lt=1)
+    word_swap: float = Field(0.0, description="Random word-pair swaps, as a fraction of the caption's words.",
+                             ge=0, le=1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.word_drop or self.word_swap)
 
 
 def decode_captions(sample: dict) -> list[str] | None:
@@ -26,3 +47,15 @@ def decode_captions(sample: dict) -> list[str] | None:
 def choose_caption(captions: list[str], rng: random.Random | None) -> str:
     """One caption: a random one in training (rng given), the first in evaluation."""
     return rng.choice(captions) if rng is not None else captions[0]
+
+
+def augment(caption: str, cfg: TextAugmentConfig, rng: random.Random) -> str:
+    """Drop each word with probability `word_drop`, then swap `word_swap` x words random pairs."""
+    words = caption.split()
+    if cfg.word_drop:
+        kept = [w for w in words if rng.random() >= cfg.word_drop]
+        words = kept or [rng.choice(words)]
+    for _ in range(round(cfg.word_swap * len(words))):
+        i, j = rng.randrange(len(words)), rng.randrange(len(words))
+        words[i], words[j] = words[j], words[i]
+    return " ".join(words)

@@ -1,0 +1,82 @@
+"""Raw sample (bytes per extension) to a decoded sample: a tensor per media modality, the chosen caption, a label.
+
+A sample that cannot be used becomes a skipped marker rather than vanishing, so streams split sample by sample
+keep their order, and every item carries the failures counted since the previous item to wherever batches are made.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterable, Iterator
+
+from mmcl.data import audio, image, text
+from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.data.text import TextAugmentConfig
+from mmcl.errors import UserError
+
+# Modalities stored as encoded bytes: each module has EXTENSIONS, load(bytes, transform) and placeholder(transform).
+MEDIA = {"image": image, "audio": audio}
+SUPPORTED_MODALITIES = ("image", "text", "audio")
+FAILURES = "__failures__"
+SKIPPED = "__skipped__"
+
+
+class SampleDecoder:
+    """Raw sample to {__key__, <media modality>: tensor, text: str, label: int}, each only where present."""
+
+    def __init__(self, modalities: list[str], transforms: dict[str, Callable], text_augment: TextAugmentConfig | None):
+        unknown = sorted(set(modalities) - set(SUPPORTED_MODALITIES))
+        if unknown:
+            raise UserError(f"data.modalities: unsupported modality {unknown}; supported: {list(SUPPORTED_MODALITIES)}")
+        missing = [m for m in modalities if m in MEDIA and m not in transforms]
+        if missing:
+            raise UserError(f"data.modalities lists {missing} but the model has no tower for it")
+        self.media = [(m, MEDIA[m], transforms[m]) for m in modalities if m in MEDIA]
+        self.text = "text" in modalities
+        self.modalities = modalities
+        self.text_augment = text_augment
+
+    def __call__(self, raw: dict, rng: random.Random | None) -> dict:
+        """`rng` (training only) picks the caption and drives text augmentation."""
+        key = raw.get("__key__", "?")
+        out = {"__key__": key}
+        for name, module, transform in self.media:
+            ext = next((e for e in module.EXTENSIONS if e in raw), None)
+            if ext is None:
+                continue
+            try:
+                out[name] = module.load(raw[ext], transform)
+            except Exception as err:  # decoders raise many types on corrupt bytes; the sample is unusable
+                raise SampleError(key, f"undecodable {name}", f"{type(err).__name__}: {err}") from err
+        if self.text:
+            try:
+                captions = text.decode_captions(raw)
+            except (UnicodeDecodeError, ValueError) as err:
+                raise SampleError(key, "bad text", str(err)) from err
+            if captions is not None:
+                caption = text.choose_caption(captions, rng)
+                out["text"] = text.augment(caption, self.text_augment, rng) if self.text_augment else caption
+        if "cls" in raw:
+            try:
+                out["label"] = int(raw["cls"].decode("utf-8").strip())
+            except (UnicodeDecodeError, ValueError) as err:
+                raise SampleError(key, "bad label", str(err)) from err
+        if not any(m in out for m in self.modalities):
+            raise SampleError(key, "no usable modality", f"has {sorted(k for k in raw if not k.startswith('__'))}")
+        return out
+
+
+def decode_stream(raws: Iterable[dict], decoder: SampleDecoder, rng: random.Random | None,
+                  failures: FailureCounter) -> Iterator[dict]:
+    """One item per raw sample: the decoded sample or a skipped marker, with the failures counted so far."""
+    for raw in raws:
+        try:
+            item = decoder(raw, rng)
+        except SampleError as err:
+            failures(err)
+            item = {SKIPPED: True}
+        item[FAILURES] = failures.take()
+        yield item
+    leftover = failures.take()  # e.g. a truncated last shard
+    if leftover:
+        yield {SKIPPED: True, FAILURES: leftover}
