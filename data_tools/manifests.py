@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from data_tools.sources import SampleSpec, make_key, mark_duplicate_keys
+from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import as_captions, is_utf8
 from mmcl.errors import UserError
 

@@ -11,7 +11,7 @@ import os
 
 from data_tools.errors import SampleError
 from data_tools.sample import content_hash
-from data_tools.sources import SampleSpec
+from data_tools.spec import SampleSpec
 from mmcl.errors import UserError
 
 

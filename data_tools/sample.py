@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from data_tools.audio import AudioOptions, process_audio
 from data_tools.errors import SampleError
 from data_tools.image import ImageOptions, process_image
-from data_tools.sources import SampleSpec
+from data_tools.spec import SampleSpec
 from data_tools.text import as_captions, decode_caption_file, normalize_captions
 
 

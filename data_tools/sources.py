@@ -8,50 +8,17 @@ the sample is counted and named as a failure in the shard it would have gone to.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_tools.audio import AUDIO_EXTENSIONS
 from data_tools.image import IMAGE_EXTENSIONS
+from data_tools.manifests import read_manifest
+from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import is_utf8, printable
 from mmcl.errors import UserError
 
 LAYOUTS = ("auto", "folder", "class_folders", "manifest")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
-
-
-@dataclass(slots=True)  # slots: millions of these can be held at once
-class SampleSpec:
-    key: str
-    source: str  # what a failure message names: a path stem or "manifest.csv row 3"
-    image: str | None = None
-    audio: str | None = None
-    text: str | None = None  # a caption file
-    meta_path: str | None = None  # a sidecar json: metadata, and captions under "text"
-    captions: tuple[str, ...] = ()
-    label: int | None = None
-    meta: dict = field(default_factory=dict)
-    error: tuple[str, str] | None = None  # (reason, detail) already known from the listing
-
-    def paths(self) -> list[str]:
-        return [p for p in (self.image, self.audio, self.text, self.meta_path) if p]
-
-
-def make_key(name: str) -> str:
-    """webdataset splits a file name at its first dot, so a key may hold none; spaces and backslashes are awkward in tars."""
-    return re.sub(r"[.\s\\]", "_", name)
-
-
-def mark_duplicate_keys(specs: list[SampleSpec]) -> None:
-    """The first sample with a key wins; later ones become failures naming the first."""
-    first: dict[str, str] = {}
-    for spec in specs:
-        if spec.key in first:
-            if spec.error is None:
-                spec.error = ("duplicate_key", f"{spec.source}: key {spec.key!r} already used by {first[spec.key]}")
-        else:
-            first[spec.key] = spec.source
 
 
 _SLOT_OF_EXTENSION = {
@@ -109,8 +76,6 @@ def detect_layout(source: Path) -> str:
 
 def load_specs(source: Path, layout: str, columns) -> tuple[list[SampleSpec], list[str]]:
     """Specs in their final order, and the class names (empty unless the layout has classes)."""
-    from data_tools.manifests import read_manifest
-
     if not source.exists():
         raise UserError(f"{source}: no such file or directory")
     if layout not in LAYOUTS:

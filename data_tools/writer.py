@@ -18,7 +18,7 @@ from webdataset import TarWriter
 from data_tools.errors import SampleError
 from data_tools.files import parquet_bytes, temp_path, shard_manifest_path, shard_stats_path, write_atomic, write_json
 from data_tools.sample import SampleOptions, build_sample
-from data_tools.sources import SampleSpec
+from data_tools.spec import SampleSpec
 
 MANIFEST_SCHEMA = pyarrow.schema(
     [
