@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 
 
@@ -26,11 +25,49 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+class _GatherRows(torch.autograd.Function):
+    """all_gather along dim 0. Backward: the gradient of the concatenation, summed over ranks, sliced to own rows.
+
+    (Written here rather than taken from ``torch.distributed.nn``, whose collectives are deprecated; an all-reduce
+    works on every backend, gloo included, where reduce-scatter does not.)
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        rank, world_size = world()
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = slice(rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rows]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """all_reduce(SUM); its adjoint is again an all_reduce(SUM) of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def gather(x: Tensor) -> Tensor:
     """Concatenate every rank's ``x`` along dim 0, keeping the gradient path to each rank's rows."""
     if world()[1] == 1:
         return x
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return _GatherRows.apply(x)
 
 
 def gather_mask(mask: Tensor) -> Tensor:
@@ -46,7 +83,7 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     """Sum ``x`` over ranks with gradient (for terms that are a nonlinear function of a global sum)."""
     if world()[1] == 1:
         return x
-    return dist_fn.all_reduce(x, op=dist.ReduceOp.SUM)
+    return _AllReduceSum.apply(x)
 
 
 def shared_permutation(n: int, device: torch.device) -> Tensor:

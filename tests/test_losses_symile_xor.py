@@ -1,0 +1,12 @@
+"""Small version of Symile's XOR experiment: pairwise CLIP stays near chance, Symile learns the three-way relation."""
+
+from benchmarks.symile_xor import run
+
+BITS = 4  # chance = 1/16
+
+
+def test_symile_learns_xor_pairwise_clip_cannot():
+    symile = run("symile", bits=BITS, steps=150, batch=64, test_size=500)
+    pairwise = run("pairwise", bits=BITS, steps=150, batch=64, test_size=500)
+    assert symile > 0.9, symile
+    assert pairwise < 0.2, pairwise
