@@ -43,6 +43,8 @@ class DecoupledLoss(nn.Module):
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
         a, b = self.modalities
         rows = select(outputs, batch, (a, b))
+        if rows.n_global < 2:  # no negatives at all: the decoupled denominator would be log 0
+            return {f"{self.name}/{a}-{b}": rows.zero()}
         scale = outputs["logit_scale"]
         weights = self.positive_weights(rows)
         directions = [

@@ -43,7 +43,7 @@ def log_mean_exp_off_diagonal(x: Tensor, y: Tensor, positives: Tensor, t: float)
     """
     n = y.shape[0]
     if n < 2:
-        return x.sum() * 0  # no pairs: a zero that stays in the graph
+        return x.sum() * 0  # no pairs: a zero that stays in the autograd graph
     kernel = torch.exp(-t * squared_distances(x, y))
     off_diagonal = kernel.scatter(1, positives[:, None], 0.0)
     return torch.log(distributed.all_reduce_sum(off_diagonal.sum()) / (n * (n - 1)))

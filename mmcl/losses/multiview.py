@@ -42,6 +42,8 @@ def mv_infonce(rows: Rows, scale: Tensor, views: list[str]) -> Tensor:
 
 
 def mv_dhel(rows: Rows, scale: Tensor, views: list[str]) -> Tensor:
+    if rows.n_global < 2:  # no other instance in any view: the per-view denominators would be log 0
+        return rows.zero()
     log_negatives = sum(
         torch.logsumexp(exclude(scale * rows.local[l] @ rows.glob[l].T, rows.positives), dim=1) for l in views
     )

@@ -69,6 +69,10 @@ class Rows:
     def n_global(self) -> int:
         return next(iter(self.glob.values())).shape[0]
 
+    def zero(self) -> Tensor:
+        """A zero loss that stays in the autograd graph (for terms with no negatives, e.g. one row in all)."""
+        return sum(x.sum() for x in self.local.values()) * 0
+
 
 def select(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, modalities: Sequence[str]) -> Rows:
     """Rows having all ``modalities``, locally and gathered (with gradient) across ranks."""

@@ -1,0 +1,27 @@
+"""Every registered loss on degenerate batches: no rows with the modalities, one row, float32 features."""
+
+import math
+
+import pytest
+import torch
+
+from tests.losses_helpers import random_outputs, total, value_and_grads
+from mmcl.losses import create_loss, list_losses
+
+MODS = ("image", "text", "audio")
+
+
+@pytest.mark.parametrize("name", list_losses())
+@pytest.mark.parametrize("present", [0, 1, 2])
+def test_loss_is_finite_with_few_rows(name, present):
+    outputs = random_outputs(batch=5, modalities=MODS, scale=10.0, bias=-3.0, dtype=torch.float32)
+    mask = torch.arange(5) < present
+    batch = {f"{m}_mask": mask for m in MODS}
+    value, grads = value_and_grads(lambda o: total(create_loss(name)(o, batch)), outputs)
+    assert math.isfinite(value.item()), value
+    if present == 0:
+        assert value.item() == 0
+    for key, grad in grads.items():
+        assert torch.isfinite(grad).all(), key
+        if grad.dim() == 2:
+            assert grad[~mask].abs().max() == 0, key
