@@ -1,7 +1,4 @@
-"""The `mmcl shards` commands as a user meets them: help, the real console script, one-line errors."""
-
-import shutil
-import subprocess
+"""The `mmcl shards` commands as a user meets them: help, the mmcl entry point, one-line errors."""
 
 import pytest
 
@@ -32,14 +29,14 @@ def test_bad_flags_are_user_errors_naming_the_flag(tmp_path):
         run_cli("shards", "prepare", src, "-o", tmp_path / "out", "--num-parts", "2", "--part", "2")
 
 
-@pytest.mark.skipif(shutil.which("mmcl") is None, reason="the mmcl console script is not installed")
-def test_console_script_prepares_and_reports_errors_in_one_line(tmp_path):
+def test_mmcl_entry_point_prepares_and_reports_errors_in_one_line(tmp_path, capsys):
+    from pipelines.cli import main  # in-process: the console script calls this main()
+
     src = make_pairs(tmp_path / "src", 3)
     out = tmp_path / "out"
-    done = subprocess.run(["mmcl", "shards", "prepare", src, "--output", out, "--shard-size", "2"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "3 of 3 samples written" in done.stdout
+    assert main(["shards", "prepare", str(src), "--output", str(out), "--shard-size", "2", "--quiet"]) == 0
+    assert "3 of 3 samples written" in capsys.readouterr().out
 
-    failed = subprocess.run(["mmcl", "shards", "prepare", tmp_path / "nowhere", "-o", out], capture_output=True, text=True)
-    assert failed.returncode != 0
-    assert failed.stderr.strip().count("\n") == 0 and "nowhere: no such file or directory" in failed.stderr
+    assert main(["shards", "prepare", str(tmp_path / "nowhere"), "-o", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "nowhere: no such file or directory" in err
