@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
+
+import soundfile
+from PIL import Image
 
 from data_tools.audio import AUDIO_EXTENSIONS, decode_audio
 from data_tools.errors import SampleError
@@ -14,8 +18,21 @@ from data_tools.text import as_captions
 _NO_PIXEL_LIMIT = 1 << 62  # a reader checks what was written, whatever limit prepare used
 
 
-def describe_entry(ext: str, data: bytes, name: str) -> dict:
+def _media_headers(ext: str, data: bytes, name: str) -> dict:
+    """Image size or audio duration from the header alone: what stats needs, without decoding pixels or frames."""
+    try:
+        if ext in IMAGE_EXTENSIONS:
+            width, height = Image.open(io.BytesIO(data)).size
+            return {"image_width": width, "image_height": height}
+        return {"audio_seconds": soundfile.info(io.BytesIO(data)).duration}
+    except Exception as err:  # as in decoding: corrupt headers fail in many ways
+        raise SampleError("bad_image" if ext in IMAGE_EXTENSIONS else "bad_audio", f"{name}: {err}") from None
+
+
+def describe_entry(ext: str, data: bytes, name: str, headers_only: bool = False) -> dict:
     """Decode one entry by extension and return what stats report about it; raise SampleError if undecodable."""
+    if headers_only and ext in (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS):
+        return _media_headers(ext, data, name)
     if ext in IMAGE_EXTENSIONS:
         img = open_image(data, name, _NO_PIXEL_LIMIT)
         return {"image_width": img.width, "image_height": img.height}
@@ -37,8 +54,11 @@ def describe_entry(ext: str, data: bytes, name: str) -> dict:
     return {}
 
 
-def read_shard(path: Path) -> tuple[list[dict], list[str]]:
-    """Return one description per sample (key, extensions, decoded facts) and the problems found."""
+def read_shard(path: Path, headers_only: bool = False) -> tuple[list[dict], list[str]]:
+    """Return one description per sample (key, extensions, decoded facts) and the problems found.
+
+    ``headers_only`` reads image sizes and audio durations from headers instead of decoding.
+    """
     samples: list[dict] = []
     problems: list[str] = []
     if path.stat().st_size % 512:
@@ -58,7 +78,7 @@ def read_shard(path: Path) -> tuple[list[dict], list[str]]:
                 sample = samples[-1]
                 sample["extensions"].append(ext)
                 try:
-                    sample.update(describe_entry(ext, data, f"{path.name}:{member.name}"))
+                    sample.update(describe_entry(ext, data, f"{path.name}:{member.name}", headers_only))
                 except SampleError as err:
                     problems.append(f"{path.name}: {member.name} does not decode ({err.reason}: {err.detail})")
     except (tarfile.TarError, OSError, EOFError) as err:

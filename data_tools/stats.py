@@ -1,4 +1,4 @@
-"""``mmcl shards stats``: a human summary of a shard set, read from the shards themselves."""
+"""``mmcl shards stats``: a human summary of a shard set, read from the shards themselves (headers only)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def collect_stats(output: Path) -> tuple[dict, dict[str, list[float]]]:
     values: dict[str, list[float]] = {"caption_chars": [], "captions_per_sample": [], "image_width": [], "image_height": [], "audio_seconds": []}
     samples = 0
     for path in shards:
-        described, shard_problems = read_shard(path)
+        described, shard_problems = read_shard(path, headers_only=True)  # verify is the full decode
         problems += shard_problems
         samples += len(described)
         for sample in described:

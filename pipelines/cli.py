@@ -41,13 +41,13 @@ def _models_show(args: argparse.Namespace) -> int:
     from mmcl.config import to_commented_yaml
     from mmcl.models import create_model
     from mmcl.models.factory import resolve_model_config
+    from mmcl.models.summary import format_summary, summarize
 
     cfg = resolve_model_config(args.name)
     model, _, _ = create_model(cfg)
     print(to_commented_yaml(cfg))
-    print("\nparameters per tower:")
-    for modality, tower in model.towers.items():
-        print(f"  {modality:8s} {sum(p.numel() for p in tower.parameters()):>14,}")
+    print("\nparameters and forward FLOPs (one sample, multiply-add = 2) per tower:")
+    print(format_summary(summarize(model)))
     return 0
 
 
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="List and describe model configs.")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     model_commands.add_parser("list", help="Names of the built-in model configs.").set_defaults(func=_models_list)
-    show_model = model_commands.add_parser("show", help="A model's config and parameters per tower.")
+    show_model = model_commands.add_parser("show", help="A model's config, and parameters and FLOPs per tower.")
     show_model.add_argument("name", help="Built-in model name or model YAML path.")
     show_model.set_defaults(func=_models_show)
     return parser
