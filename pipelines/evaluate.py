@@ -1,99 +1,195 @@
-"""Evaluation recipe: zero-shot classification of a checkpoint on a class-folder image set.
+"""Evaluation recipe: load a model, run evaluation tasks, write JSON + Markdown + plots.
 
     mmcl eval runs/demo/checkpoints/step-00000200 --data eval_images/ --templates templates.txt
+    mmcl eval CHECKPOINT --data shards/ --task retrieval --modalities image text --report-dir report/
+    mmcl eval open_clip:ViT-B-32 --weights vitb32.safetensors --tasks tasks.yaml --output result.json
+    mmcl eval --compare a.json b.json
 
-Load the checkpoint ▶ embed every class's prompts ▶ embed every image ▶ score ▶ write a JSON result that
-records the exact prompts, so the number can be reproduced.
+Load the model ▶ for each task: embed the data (and class prompts) ▶ score ▶ write a result that records the
+dataset, the exact prompts and label text, the input (e.g. audio crop) policy and library versions.
 """
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 
 import torch
 
-import mmcl
+from mmcl.config import load_config, validate
 from mmcl.errors import UserError
-from mmcl.eval.datasets import ClassFolderImages, collate_skipping
-from mmcl.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, classification_metrics, embed_queries
-from mmcl.models import load_model
+from mmcl.eval import EvalConfig, evaluate_task
+from mmcl.eval.datasets import read_lines
+from mmcl.eval.report import compare, markdown, read_results, write_json
+from mmcl.eval.zeroshot import DEFAULT_TEMPLATES
+from mmcl.models import create_model, list_models, load_model
+
+OPEN_CLIP_PREFIX = "open_clip:"
 
 
 def read_templates(path: str | Path | None) -> list[str]:
     """Prompt templates, one per line with `{c}` where the class name goes (CLIP_benchmark's format)."""
     if path is None:
-        return list(DEFAULT_TEMPLATES)
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return list(DEFAULT_TEMPLATES["image"])
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: templates file not found")
+    lines = read_lines(path)
     bad = [line for line in lines if "{c}" not in line]
     if not lines or bad:
         raise UserError(f"{path}: every template needs a {{c}} placeholder" + (f"; bad: {bad[0]!r}" if bad else ""))
     return lines
 
 
+def load_eval_model(spec: str, weights: str | None = None):
+    """(model, transforms, tokenizer, description) from a checkpoint folder, `open_clip:NAME` with `weights`,
+    or a built-in model name (randomly initialised: a baseline)."""
+    if spec.startswith(OPEN_CLIP_PREFIX):
+        from mmcl.eval.openclip import load_open_clip
+
+        if weights is None:
+            raise UserError(f"{spec}: give the weights file with --weights FILE.safetensors")
+        model, transforms, tokenizer = load_open_clip(spec[len(OPEN_CLIP_PREFIX):], weights)
+        return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
+    if weights is not None:
+        raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
+    if Path(spec).is_dir() or spec not in list_models():
+        model, transforms, tokenizer = load_model(spec)
+        return model, transforms, tokenizer, {"source": str(spec)}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the same baseline on every run
+        model, transforms, tokenizer = create_model(spec)
+    return model, transforms, tokenizer, {"source": spec, "weights": "random initialisation, seed 0"}
+
+
+def describe_model(model, description: dict) -> dict:
+    return {**description, "modalities": list(model.modalities),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = None, device: str = "cpu",
+                   output: str | Path | None = None, report_dir: str | Path | None = None) -> list[dict]:
+    """Run every task of `config` on the model; write the JSON result and, with `report_dir`, Markdown + PNGs."""
+    model, transforms, tokenizer, description = load_eval_model(model_spec, weights)
+    model.to(device)
+    model_info = describe_model(model, description)
+    outputs = []
+    for task in config.tasks:
+        out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers)
+        out.result["model"] = model_info
+        outputs.append(out)
+    results = [o.result for o in outputs]
+    if output:
+        write_json(results[0] if len(results) == 1 else {"results": results}, output)
+    if report_dir:
+        from mmcl.eval.plots import write_plots  # matplotlib is only imported when plots are asked for
+
+        report_dir = Path(report_dir)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "summary.md").write_text(markdown(results, model_spec), encoding="utf-8")
+        for out in outputs:
+            write_plots(out, report_dir)
+    return results
+
+
 def zero_shot_classification(checkpoint: str | Path, data_dir: str | Path, templates: list[str],
-                             batch_size: int = 64, num_workers: int = 0) -> dict:
-    model, transforms, tokenizer = load_model(checkpoint)
-    for modality in ("image", "text"):
-        if modality not in model.modalities:
-            raise UserError(f"{checkpoint}: image zero-shot classification needs a {modality} tower; "
-                            f"the model has {model.modalities}")
-    model.eval()
-    device = torch.device("cpu")
-    dataset = ClassFolderImages(data_dir, transforms.eval["image"])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_skipping)
-    skipped = 0
-
-    def readable_batches():
-        nonlocal skipped
-        for inputs, labels, n_skipped in loader:
-            skipped += n_skipped
-            if len(labels):
-                yield inputs, labels
-
-    classes = class_embeddings(model, tokenizer, dataset.classnames, templates, device)
-    queries, labels = embed_queries(model, "image", readable_batches(), device)
-    return {
-        "task": "zeroshot_classification",
-        "modality": "image",
-        "model": str(checkpoint),
-        "dataset": str(data_dir),
-        "metrics": classification_metrics(queries, classes, labels),
-        "skipped_unreadable": skipped,
-        "classnames": dataset.classnames,
-        "templates": templates,
-        "versions": {"mmcl": mmcl.__version__, "torch": torch.__version__, "python": platform.python_version()},
-    }
+                             batch_size: int = 64, num_workers: int = 0, modality: str = "image") -> dict:
+    """One zero-shot classification of a checkpoint (or `open_clip:`/built-in model spec) on `data_dir`."""
+    task = {"type": "zeroshot_classification", "data": {"path": str(data_dir)}, "modality": modality,
+            "templates": templates}
+    config = validate(EvalConfig, {"tasks": [task], "batch_size": batch_size, "num_workers": num_workers},
+                      "zero-shot classification")
+    return run_evaluation(str(checkpoint), config)[0]
 
 
 def write_result(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json(result, path)
+
+
+def _config_from_args(args) -> EvalConfig:
+    if args.tasks:
+        return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
+                                                   f"num_workers={args.num_workers}"])
+    if not args.data:
+        raise UserError("give --data DIR (with --task) or --tasks FILE.yaml")
+    task: dict = {"type": args.task, "data": {"path": args.data, "format": args.format}}
+    if args.classnames:
+        task["data"]["classnames"] = args.classnames
+    if args.task == "zeroshot_classification":
+        task["modality"] = args.modality
+        if args.templates:
+            task["templates"] = read_templates(args.templates)
+    elif args.templates:
+        raise UserError("--templates only applies to --task zeroshot_classification")
+    if args.modalities:
+        if args.task == "zeroshot_classification":
+            raise UserError("--modalities does not apply to zero-shot classification; use --modality")
+        task["modalities"] = args.modalities
+    return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers},
+                    "mmcl eval flags")
+
+
+def _headline(result: dict) -> str:
+    m = result["metrics"]
+    if result["task"] == "zeroshot_classification":
+        top5 = f"{m['top5']:.4f}" if m["top5"] is not None else "undefined (<5 classes)"
+        return (f"zero-shot top-1: {m['top1']:.4f} (chance {m['chance_top1']:.4f}), top-5 {top5}, mean per-class "
+                f"recall {m['mean_per_class_recall']:.4f} on {m['num_samples']} {result['modality']} items, "
+                f"{m['num_classes']} classes")
+    if result["task"] == "geometry":
+        pairs = [k for k in m if "-" in k]
+        return "; ".join(f"{p}: gap {m[p]['modality_gap']:.3f}, separability {m[p]['linear_separability']:.3f}"
+                         for p in pairs)
+    return "; ".join(f"{k}: R@1 {v['recall@1']:.4f}" for k, v in m.items() if isinstance(v, dict) and "recall@1" in v)
 
 
 def _run(args) -> int:
-    result = zero_shot_classification(args.checkpoint, args.data, read_templates(args.templates),
-                                      batch_size=args.batch_size, num_workers=args.num_workers)
-    metrics = result["metrics"]
-    print(f"zero-shot top-1: {metrics['top1']:.4f} (chance {metrics['chance_top1']:.4f}) "
-          f"on {metrics['num_samples']} images, {metrics['num_classes']} classes")
+    if args.compare:
+        a, b = args.compare
+        print(compare(read_results(a), read_results(b), (a, b)))
+        return 0
+    if not args.model:
+        raise UserError("give a MODEL (checkpoint folder, open_clip:NAME or built-in name), or --compare A B")
+    results = run_evaluation(args.model, _config_from_args(args), args.weights, args.device, args.output,
+                             args.report_dir)
+    for result in results:
+        print(f"{result['name']}: {_headline(result)}")
     if args.output:
-        print(f"result: {write_result(result, args.output)}")
+        print(f"result: {args.output}")
+    if args.report_dir:
+        print(f"report: {Path(args.report_dir) / 'summary.md'} (and PNG plots)")
     return 0
 
 
 def register(commands) -> None:
     """Add `mmcl eval` to the top-level parser."""
-    parser = commands.add_parser("eval", help="Evaluate a checkpoint zero-shot.",
-                                 description="Zero-shot image classification on a CLASS/NAME.jpg folder.")
-    parser.add_argument("checkpoint", help="Checkpoint folder (model.safetensors + model.yaml).")
-    parser.add_argument("--data", required=True, help="Folder of images laid out CLASS/NAME.jpg.")
-    parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: built-in set.")
-    parser.add_argument("--batch-size", type=int, default=64, help="Images per forward pass (default 64).")
-    parser.add_argument("--num-workers", type=int, default=0, help="Image loading workers (default 0).")
+    parser = commands.add_parser(
+        "eval", help="Evaluate a model zero-shot: classification, retrieval, embedding geometry.",
+        description="Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
+                    "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
+                    "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
+    parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml), "
+                        "open_clip:NAME (with --weights), or a built-in model name (random weights, a baseline).")
+    parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors).")
+    parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")
+    parser.add_argument("--format", default="auto", choices=("auto", "shards", "class_folders", "manifest"),
+                        help="How to read --data (default: auto).")
+    parser.add_argument("--task", default="zeroshot_classification",
+                        choices=("zeroshot_classification", "retrieval", "multimodal_retrieval", "geometry"),
+                        help="What to measure on --data (default zeroshot_classification).")
+    parser.add_argument("--modality", default="image", choices=("image", "audio"),
+                        help="Query modality of zero-shot classification (default image).")
+    parser.add_argument("--modalities", nargs="+", choices=("image", "text", "audio"),
+                        help="Modalities for retrieval (two), multimodal_retrieval (three) or geometry (two or more).")
+    parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: the dataset's "
+                        "zeroshot_classification_templates.txt, else a built-in set.")
+    parser.add_argument("--classnames", help="Class names file, one per line in label order; default: the "
+                        "dataset's classnames.txt or the class folder names.")
+    parser.add_argument("--tasks", help="YAML file with `tasks:` (a list of task configs) instead of --data/--task.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Items per forward pass (default 64).")
+    parser.add_argument("--num-workers", type=int, default=0, help="Decoding worker processes (default 0).")
+    parser.add_argument("--device", default="cpu", help="Torch device (default cpu).")
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
+    parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
+    parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                        help="Print the metric differences of two result files side by side, and exit.")
     parser.set_defaults(func=_run)

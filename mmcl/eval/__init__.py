@@ -1,1 +1,28 @@
-"""Zero-shot evaluation: classification, retrieval, embedding geometry."""
+"""Zero-shot evaluation: classification, retrieval, embedding geometry.
+
+    from mmcl.eval import EvalConfig, run_tasks
+    results = run_tasks(model, transforms.eval, tokenizer, EvalConfig(tasks=[...]).tasks)
+
+Modules: `tasks` (task configs), `run` (running them on a model), `datasets`/`loading`/`embed` (data to
+embeddings), `zeroshot`/`metrics`, `retrieval`, `geometry` (the measures), `report` and `plots` (outputs),
+`openclip` (open_clip models by name).
+"""
+
+from mmcl.eval.report import scalars
+from mmcl.eval.run import TaskOutput, evaluate_task, run_tasks
+from mmcl.eval.tasks import (DataSpec, EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
+                             ZeroShotClassificationTask)
+
+__all__ = [
+    "DataSpec",
+    "EvalConfig",
+    "EvalTask",
+    "GeometryTask",
+    "MultimodalRetrievalTask",
+    "RetrievalTask",
+    "TaskOutput",
+    "ZeroShotClassificationTask",
+    "evaluate_task",
+    "run_tasks",
+    "scalars",
+]

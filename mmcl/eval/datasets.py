@@ -1,59 +1,203 @@
-"""Evaluation datasets read straight from files."""
+"""Evaluation data sources: a shard set (CLIP_benchmark's `wds/` layout), class folders, or a manifest.
+
+A source lists raw items (encoded media or file paths, captions, label) in a fixed order, split into parts
+(a shard, or a run of files) that loader workers share out. Nothing is decoded here; see `loading.py`.
+"""
 
 from __future__ import annotations
 
-import logging
+import csv
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
-import torch
+import webdataset as wds
 
-from mmcl.data import image
+from mmcl.data import audio, image, text
+from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.data import expand_urls
 from mmcl.errors import UserError
 
-log = logging.getLogger("mmcl.eval")
+EXTENSIONS = {"image": image.EXTENSIONS, "audio": audio.EXTENSIONS}
+CLASSNAMES_FILE = "classnames.txt"
+TEMPLATES_FILE = "zeroshot_classification_templates.txt"
+FORMATS = ("auto", "shards", "class_folders", "manifest")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
+ITEMS_PER_PART = 64  # files per work unit when a source is a list of files
 
 
-class ClassFolderImages(torch.utils.data.Dataset):
-    """Images laid out `ROOT/CLASS/NAME.ext`; class names are the folder names with `_` read as spaces."""
+@dataclass
+class RawItem:
+    """One sample before decoding: `media[modality]` is encoded bytes or a file path."""
 
-    def __init__(self, root: str | Path, transform: Callable):
-        root = Path(root)
-        if not root.is_dir():
-            raise UserError(f"{root}: evaluation folder not found")
-        class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
-        if not class_dirs:
-            raise UserError(f"{root}: expected one sub-folder per class (ROOT/CLASS/NAME.jpg), found none")
-        self.classnames = [d.name.replace("_", " ") for d in class_dirs]
-        self.items = [
-            (path, label)
-            for label, d in enumerate(class_dirs)
-            for path in sorted(d.iterdir())
-            if path.suffix.lower().lstrip(".") in image.EXTENSIONS
-        ]
-        if not self.items:
-            raise UserError(f"{root}: no images ({', '.join(image.EXTENSIONS)}) in its class folders")
-        self.transform = transform
+    key: str
+    media: dict[str, bytes | Path] = field(default_factory=dict)
+    captions: list[str] | None = None
+    label: int | None = None
 
-    def __len__(self) -> int:
-        return len(self.items)
 
-    def __getitem__(self, index: int):
-        """(image tensor, label), or None for an unreadable file: `collate_skipping` drops and counts it."""
-        path, label = self.items[index]
+def read_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Source:
+    """A dataset on disk. `parts()` are picklable callables, each yielding its RawItems in order."""
+
+    format = ""
+
+    def __init__(self, path: Path, classnames: list[str] | None, templates: list[str] | None,
+                 classnames_file: Path | None = None):
+        self.path = path
+        self.classnames = classnames
+        self.templates = templates
+        self.classnames_file = classnames_file  # named in errors about the label text
+
+    def parts(self) -> list:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"path": str(self.path), "format": self.format,
+                "classnames_file": str(self.classnames_file) if self.classnames_file else None}
+
+
+def _modality_of_extension(ext: str) -> str | None:
+    return next((m for m, exts in EXTENSIONS.items() if ext in exts), None)
+
+
+class ShardSource(Source):
+    """WebDataset shards: `DIR/*.tar`, or CLIP_benchmark's `DIR/test/*.tar`, with classnames.txt and templates in DIR."""
+
+    format = "shards"
+
+    def __init__(self, path: Path, classnames_file: Path | None = None):
+        split = path / "test"
+        shard_dir = split if split.is_dir() and any(split.glob("*.tar")) else path
+        self.urls = expand_urls(str(shard_dir))
+        classnames_file = classnames_file or (path / CLASSNAMES_FILE if (path / CLASSNAMES_FILE).is_file() else None)
+        templates_file = path / TEMPLATES_FILE
+        super().__init__(path, read_lines(classnames_file) if classnames_file else None,
+                         read_lines(templates_file) if templates_file.is_file() else None, classnames_file)
+
+    def parts(self) -> list:
+        return [_ShardPart(url) for url in self.urls]
+
+
+class _ShardPart:
+    def __init__(self, url: str):
+        self.url = url
+
+    def __call__(self, failures: FailureCounter) -> Iterator[RawItem]:
+        for raw in wds.tarfile_to_samples(handler=failures)([{"url": self.url}]):
+            key = raw.get("__key__", "?")
+            try:
+                yield _raw_item(key, raw)
+            except (UnicodeDecodeError, ValueError) as err:
+                failures(SampleError(key, "bad text or label", str(err)))
+
+
+def _raw_item(key: str, raw: dict) -> RawItem:
+    media = {}
+    for ext, value in raw.items():
+        modality = _modality_of_extension(ext)
+        if modality is not None and modality not in media:
+            media[modality] = value
+    label = int(raw["cls"].decode("utf-8").strip()) if "cls" in raw else None
+    return RawItem(key, media, text.decode_captions(raw), label)
+
+
+class ListSource(Source):
+    """A list of items whose media are file paths; parts are runs of ITEMS_PER_PART items."""
+
+    def __init__(self, path: Path, items: list[RawItem], classnames, templates, classnames_file=None):
+        if not items:
+            raise UserError(f"{path}: no samples found")
+        self.items = items
+        super().__init__(path, classnames, templates, classnames_file)
+
+    def parts(self) -> list:
+        return [_ListPart(self.items[i:i + ITEMS_PER_PART]) for i in range(0, len(self.items), ITEMS_PER_PART)]
+
+
+class _ListPart:
+    def __init__(self, items: list[RawItem]):
+        self.items = items
+
+    def __call__(self, failures: FailureCounter) -> Iterator[RawItem]:
+        yield from self.items
+
+
+def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource:
+    """`ROOT/CLASS/NAME.ext` image or audio files; labels follow sorted folder names, `_` read as a space."""
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"{root}: expected one sub-folder per class (ROOT/CLASS/NAME.jpg or .flac), found none")
+    classnames = read_lines(classnames_file) if classnames_file else [d.name.replace("_", " ") for d in class_dirs]
+    if len(classnames) != len(class_dirs):
+        raise UserError(f"{classnames_file}: lists {len(classnames)} class names for {len(class_dirs)} class folders in {root}")
+    items = []
+    for label, folder in enumerate(class_dirs):
+        for path in sorted(folder.iterdir()):
+            modality = _modality_of_extension(path.suffix.lower().lstrip("."))
+            if modality is not None:
+                items.append(RawItem(f"{folder.name}/{path.stem}", {modality: path}, None, label))
+    return ListSource(root, items, classnames, None, classnames_file)
+
+
+def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
+    """CSV/TSV (header row) or JSON Lines with `image` and/or `audio` paths (relative to the manifest's folder),
+    optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name)."""
+    if path.suffix == ".jsonl":
         try:
-            img = image.decode(path.read_bytes())
-        except Exception as err:  # whatever the decoder raised, this one file is unusable
-            log.warning("skipped %s: cannot decode image: %s", path, err)
-            return None
-        return self.transform(img), label
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON Lines: {err}") from None
+    else:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    classnames = read_lines(classnames_file) if classnames_file else None
+    named = sorted({str(r["label"]) for r in rows if not str(r.get("label", "0")).strip().isdigit()})
+    if named and classnames is None:
+        classnames = named  # label text given in the manifest itself: classes in sorted order
+    items = []
+    for number, row in enumerate(rows, start=1):
+        media = {m: path.parent / row[m] for m in EXTENSIONS if row.get(m)}
+        captions = row.get("text")
+        captions = [captions] if isinstance(captions, str) and captions else (list(captions) if captions else None)
+        items.append(RawItem(f"{path.name}:{number}", media, captions, _manifest_label(row.get("label"), classnames,
+                                                                                        path, number)))
+    return ListSource(path, items, classnames, None, classnames_file)
 
 
-def collate_skipping(items: list) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Stack the readable items; also return how many were skipped."""
-    good = [item for item in items if item is not None]
-    if not good:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), len(items)
-    inputs = torch.stack([x for x, _ in good])
-    labels = torch.tensor([y for _, y in good], dtype=torch.long)
-    return inputs, labels, len(items) - len(good)
+def _manifest_label(value, classnames: list[str] | None, path: Path, number: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if str(value).strip().isdigit():
+        return int(value)
+    if classnames is None or str(value) not in classnames:
+        raise UserError(f"{path} row {number}: label {value!r} is not one of the class names")
+    return classnames.index(str(value))
+
+
+def open_source(path: str | Path, format: str = "auto", classnames_file: str | Path | None = None) -> Source:
+    """The source at `path`; `auto` tells the formats apart by what the path holds."""
+    path = Path(path)
+    classnames_file = Path(classnames_file) if classnames_file else None
+    if classnames_file is not None and not classnames_file.is_file():
+        raise UserError(f"{classnames_file}: class names file not found")
+    if not path.exists():
+        raise UserError(f"{path}: evaluation data not found")
+    if format == "auto":
+        if path.is_file():
+            format = "manifest"
+        elif any(path.glob("*.tar")) or any((path / "test").glob("*.tar")):
+            format = "shards"
+        else:
+            format = "class_folders"
+    if format == "manifest":
+        if path.suffix not in MANIFEST_SUFFIXES:
+            raise UserError(f"{path}: a manifest must be one of {', '.join(MANIFEST_SUFFIXES)}")
+        return manifest(path, classnames_file)
+    if not path.is_dir():
+        raise UserError(f"{path}: expected a folder for format {format}")
+    return ShardSource(path, classnames_file) if format == "shards" else class_folders(path, classnames_file)

@@ -1,4 +1,4 @@
-"""Classification metrics on score matrices."""
+"""Classification metrics on score matrices [N, C] and integer labels [N]."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return (topk == labels[:, None]).any(dim=1).float().mean().item()
 
 
-def per_class_recall(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
-    """Top-1 recall of each class (None for a class with no samples)."""
+def confusion_matrix(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[C, C] counts: row = true class, column = top-1 prediction."""
     predicted = scores.argmax(dim=1)
-    out: list[float | None] = []
-    for c in range(num_classes):
-        mask = labels == c
-        out.append((predicted[mask] == c).float().mean().item() if mask.any() else None)
-    return out
+    flat = labels * num_classes + predicted
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_recall(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+    """Top-1 recall (per-class accuracy) of each class; None for a class with no samples."""
+    counts = confusion_matrix(scores, labels, num_classes)
+    totals = counts.sum(dim=1)
+    return [counts[c, c].item() / totals[c].item() if totals[c] else None for c in range(num_classes)]
 
 
 def mean_per_class_recall(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """Mean of the per-class recalls over the classes that have samples (balanced accuracy)."""
     recalls = [r for r in per_class_recall(scores, labels, num_classes) if r is not None]
     return sum(recalls) / len(recalls)

@@ -1,0 +1,90 @@
+"""Embed every usable item of a source with a model, in source order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+from mmcl.errors import UserError
+from mmcl.eval.datasets import Source
+from mmcl.eval.loading import DecodedBatches
+
+
+@dataclass
+class Embedded:
+    """Embeddings in source order: `features[m]` is [N, D] for media, [M, D] for text (all captions), with
+    `text_owner[j]` the item caption j belongs to; `labels` is -1 where an item has none."""
+
+    keys: list[str]
+    features: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    text_owner: torch.Tensor | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def check_modalities(model, modalities: list[str], what: str) -> None:
+    missing = [m for m in modalities if m not in model.modalities]
+    if missing:
+        raise UserError(f"{what} needs the model to have {' and '.join(missing)} tower(s); it has "
+                        f"{', '.join(model.modalities)}")
+
+
+@torch.no_grad()
+def embed_text(model, tokenizer, texts: list[str], device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """[len(texts), D] text embeddings, encoded in fixed chunks so the caller's batch size cannot change them."""
+    out = [model.encode("text", tokenizer(texts[i:i + chunk]).to(device)).float().cpu()
+           for i in range(0, len(texts), chunk)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def embed_source(model, source: Source, modalities: list[str], transforms: dict, tokenizer, device: torch.device,
+                 batch_size: int = 64, num_workers: int = 0, need_labels: bool = False) -> Embedded:
+    """Embed `modalities` of every item that has all of them (and a label if `need_labels`)."""
+    if "text" in modalities and tokenizer is None:
+        raise UserError("this evaluation needs text but the model has no tokenizer")
+    missing = [m for m in modalities if m != "text" and m not in transforms]
+    if missing:
+        raise UserError(f"the model has no evaluation transform for {missing}")
+    dataset = DecodedBatches(source, modalities, transforms, tokenizer, batch_size, need_labels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=min(num_workers, len(dataset.parts)))
+    positions, keys, labels, owners = [], [], [], []
+    features: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
+    skipped: Counter[str] = Counter()
+    seen = 0
+    for batch in loader:
+        skipped.update(batch["skipped"])
+        if not batch["key"]:
+            continue
+        positions.append(batch["position"])
+        keys.extend(batch["key"])
+        labels.append(batch["label"])
+        for m in modalities:
+            if m == "text":
+                owners.append(batch["text_owner"] + seen)
+                features[m].append(model.encode("text", batch["text"].to(device)).float().cpu())
+            else:
+                features[m].append(model.encode(m, batch[m].to(device)).float().cpu())
+        seen += len(batch["key"])
+    if not keys:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "it holds no samples"
+        raise UserError(f"{source.path}: no usable samples with {'+'.join(modalities)}"
+                        + (" and a label" if need_labels else "") + f" ({reasons})")
+    # Workers finish in any order: sort by (part, index) to restore source order.
+    position = torch.cat(positions)
+    order = torch.from_numpy((position[:, 0] * (position[:, 1].max() + 1) + position[:, 1]).numpy().argsort(kind="stable"))
+    rank_of = torch.empty_like(order)
+    rank_of[order] = torch.arange(len(order))
+    out = {m: torch.cat(v)[order] for m, v in features.items() if m != "text"}
+    text_owner = None
+    if "text" in modalities:
+        owner = rank_of[torch.cat(owners)]
+        text_order = torch.from_numpy(owner.numpy().argsort(kind="stable"))  # stable: captions keep their order
+        out["text"] = torch.cat(features["text"])[text_order]
+        text_owner = owner[text_order]
+    return Embedded([keys[i] for i in order.tolist()], out, torch.cat(labels)[order], text_owner, dict(skipped))

@@ -1,0 +1,95 @@
+"""Decode a source's items into batches, in loader workers, keeping each item's place in source order.
+
+Workers take whole parts (shards, runs of files) round-robin, so no worker reads another's bytes; every
+batch carries its items' positions `(part, index in part)` so the caller can restore source order and the
+result does not depend on the batch size or the number of workers. Items that cannot be decoded, or lack
+a modality the task needs, are skipped and counted by reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from mmcl.data import audio, image
+from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.eval.datasets import RawItem, Source
+
+
+def _read(media: bytes | Path) -> bytes:
+    return media.read_bytes() if isinstance(media, Path) else media
+
+
+def decode_media(modality: str, media: bytes | Path, transform: Callable) -> torch.Tensor:
+    """Encoded image or audio to the tensor the tower reads, through the model's evaluation transform."""
+    if modality == "image":
+        return transform(image.decode(_read(media)))
+    return transform(*audio.decode(_read(media)))
+
+
+class DecodedBatches(torch.utils.data.IterableDataset):
+    """Batches of `{"position", "key", <media modality>, "text", "text_owner", "label", "skipped"}`.
+
+    `text` holds every caption of every item in the batch (tokenised), `text_owner` the item each belongs to.
+    """
+
+    def __init__(self, source: Source, modalities: list[str], transforms: dict[str, Callable], tokenizer,
+                 batch_size: int, need_labels: bool):
+        self.parts = source.parts()
+        self.modalities = modalities
+        self.transforms = transforms
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.need_labels = need_labels
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        failures = FailureCounter()
+        pending: list[dict] = []
+        for part_index in range(worker, len(self.parts), workers):
+            for index, item in enumerate(self.parts[part_index](failures)):
+                sample = self._decode(item, failures)
+                if sample is not None:
+                    sample["position"] = (part_index, index)
+                    pending.append(sample)
+                if len(pending) == self.batch_size:
+                    yield self._collate(pending, failures)
+                    pending = []
+        yield self._collate(pending, failures)  # the remainder, and the last counts even if empty
+
+    def _decode(self, item: RawItem, failures: FailureCounter) -> dict | None:
+        missing = [m for m in self.modalities if (item.captions is None if m == "text" else m not in item.media)]
+        if self.need_labels and item.label is None:
+            missing.append("label")
+        if missing:
+            failures(SampleError(item.key, f"no {'/'.join(missing)}"))
+            return None
+        sample = {"key": item.key, "label": item.label, "captions": item.captions}
+        for m in self.modalities:
+            if m == "text":
+                continue
+            try:
+                sample[m] = decode_media(m, item.media[m], self.transforms[m])
+            except Exception as err:  # any decoder error means this one item is unusable
+                failures(SampleError(item.key, f"undecodable {m}", f"{type(err).__name__}: {err}"))
+                return None
+        return sample
+
+    def _collate(self, samples: list[dict], failures: FailureCounter) -> dict:
+        batch = {
+            "position": torch.tensor([s["position"] for s in samples], dtype=torch.long).reshape(-1, 2),
+            "key": [s["key"] for s in samples],
+            "label": torch.tensor([-1 if s["label"] is None else s["label"] for s in samples], dtype=torch.long),
+            "skipped": failures.take(),
+        }
+        for m in self.modalities:
+            if m == "text":
+                captions = [(i, c) for i, s in enumerate(samples) for c in s["captions"]]
+                batch["text_owner"] = torch.tensor([i for i, _ in captions], dtype=torch.long)
+                batch["text"] = self.tokenizer([c for _, c in captions]) if captions else None
+            else:
+                batch[m] = torch.stack([s[m] for s in samples]) if samples else None
+        return batch

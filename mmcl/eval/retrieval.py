@@ -1,0 +1,85 @@
+"""Retrieval ranks and recall@k between embedding sets, computed in row chunks.
+
+A query's rank is 1 + the number of wrong candidates scoring at least as high as its best right candidate:
+ties count against the model, so a collapsed model (all embeddings equal) ranks last, not first.
+Score matrices are built `chunk_rows` queries at a time, so memory stays near `budget` floats whatever N is.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+DEFAULT_KS = (1, 5, 10)
+SCORE_BUDGET = 1 << 24  # floats per score chunk: 64 MB in float32
+
+
+def chunk_rows(num_candidates: int, budget: int = SCORE_BUDGET) -> int:
+    return max(1, budget // max(1, num_candidates))
+
+
+def ranks(queries: torch.Tensor, candidates: torch.Tensor,
+          is_match: Callable[[torch.Tensor], torch.Tensor], budget: int = SCORE_BUDGET) -> torch.Tensor:
+    """Rank [Nq] of each query's best matching candidate; `is_match(query_rows)` gives a bool [rows, Nc] mask."""
+    out = []
+    step = chunk_rows(candidates.shape[0], budget)
+    for start in range(0, queries.shape[0], step):
+        rows = torch.arange(start, min(start + step, queries.shape[0]))
+        scores = queries[rows] @ candidates.T
+        match = is_match(rows)
+        best = scores.masked_fill(~match, float("-inf")).max(dim=1, keepdim=True).values
+        out.append(1 + ((scores >= best) & ~match).sum(dim=1))
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def rank_summary(query_ranks: torch.Tensor, ks=DEFAULT_KS) -> dict:
+    """recall@k for each k, mean rank and median rank (the mean of the two middle ranks for an even count)."""
+    r = query_ranks.double()
+    out = {f"recall@{k}": (r <= k).double().mean().item() for k in ks}
+    out["mean_rank"] = r.mean().item()
+    out["median_rank"] = r.quantile(0.5).item()
+    out["num_queries"] = int(r.numel())
+    return out
+
+
+def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor, names: tuple[str, str],
+                     ks=DEFAULT_KS, budget: int = SCORE_BUDGET) -> dict:
+    """Both directions between N items [N, D] and M ≥ N candidates [M, D] where `owner[j]` is candidate j's item.
+
+    item→candidate: a hit when any of the item's candidates (e.g. its several captions) is within k.
+    candidate→item: each candidate queries the N items; its own item is the one right answer.
+    """
+    a, b = names
+    item_index = torch.arange(items.shape[0])
+    forward = ranks(items, texts, lambda rows: rows[:, None] == owner[None, :], budget)
+    backward = ranks(texts, items, lambda rows: owner[rows][:, None] == item_index[None, :], budget)
+    return {f"{a}_to_{b}": rank_summary(forward, ks), f"{b}_to_{a}": rank_summary(backward, ks)}
+
+
+def multimodal_query(given: list[torch.Tensor], scoring: str) -> torch.Tensor:
+    """One query vector per item from the embeddings of the given modalities.
+
+    `sum`: ranking candidates c by Σ_m <g_m, c> equals ranking by <Σ_m g_m, c>.
+    `multilinear`: Symile's multilinear inner product Σ_d g1_d g2_d c_d equals <g1 ⊙ g2, c>.
+    """
+    if scoring == "sum":
+        return torch.stack(given).sum(dim=0)
+    if scoring == "multilinear":
+        return torch.stack(given).prod(dim=0)
+    raise ValueError(f"unknown multimodal scoring {scoring!r}; expected 'sum' or 'multilinear'")
+
+
+def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "multilinear"), ks=DEFAULT_KS,
+                         budget: int = SCORE_BUDGET) -> dict:
+    """For each modality: retrieve it from the other modalities of the same item, under each scoring."""
+    out = {}
+    n = next(iter(embeddings.values())).shape[0]
+    diagonal = torch.arange(n)
+    for target, candidates in embeddings.items():
+        given = [e for m, e in embeddings.items() if m != target]
+        for scoring in scorings:
+            query = multimodal_query(given, scoring)
+            found = ranks(query, candidates, lambda rows: rows[:, None] == diagonal[None, :], budget)
+            out[f"{'+'.join(m for m in embeddings if m != target)}_to_{target}/{scoring}"] = rank_summary(found, ks)
+    return out

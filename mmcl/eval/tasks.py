@@ -1,0 +1,97 @@
+"""Task configs: what to evaluate on which data. Typed sections, so a typo in a task list is an error up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator
+
+from mmcl.config import Section
+from mmcl.eval.retrieval import DEFAULT_KS
+
+Modality = Literal["image", "text", "audio"]
+
+
+class DataSpec(Section):
+    """Where a task's samples come from."""
+
+    path: str = Field(description="A shard folder (CLIP_benchmark wds layout: *.tar or test/*.tar, classnames.txt, "
+                                  "zeroshot_classification_templates.txt), a CLASS/NAME.ext folder, or a "
+                                  ".csv/.tsv/.jsonl manifest.")
+    format: Literal["auto", "shards", "class_folders", "manifest"] = Field(
+        "auto", description="How to read `path`; auto: a file is a manifest, a folder with .tar files is shards, "
+                            "any other folder is class folders.")
+    classnames: str | None = Field(None, description="File with one class name (label text) per line, in label "
+                                                     "order; default: the dataset's classnames.txt or folder names.")
+
+
+class _Task(Section):
+    name: str | None = Field(None, description="Name for logs and result keys; default: TYPE/DATA-FOLDER-NAME.")
+    data: DataSpec = Field(description="The evaluation data.")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.type}/{Path(self.data.path).stem}"
+
+
+class ZeroShotClassificationTask(_Task):
+    """Classify image or audio items against text prompts built from class names and templates."""
+
+    type: Literal["zeroshot_classification"] = Field(description="Task kind.")
+    modality: Literal["image", "audio"] = Field("image", description="The query modality.")
+    templates: list[str] | str | None = Field(
+        None, description="Prompt templates with {c} for the class name: a list, or a file with one per line; "
+                          "default: the dataset's templates file, else a built-in set for the modality.")
+    allow_missing_classes: bool = Field(
+        False, description="Accept class names that no sample carries (they still compete as wrong answers); "
+                           "off, such a mismatch between class names and labels is an error.")
+
+
+class RetrievalTask(_Task):
+    """Retrieve items of one modality from another, in both directions; items may have several captions."""
+
+    type: Literal["retrieval"] = Field(description="Task kind.")
+    modalities: tuple[Modality, Modality] = Field(("image", "text"), description="The two modalities.")
+    ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
+
+
+class MultimodalRetrievalTask(_Task):
+    """For each of three modalities, retrieve it from the other two of the same item."""
+
+    type: Literal["multimodal_retrieval"] = Field(description="Task kind.")
+    modalities: tuple[Modality, Modality, Modality] = Field(("image", "text", "audio"),
+                                                            description="The three modalities.")
+    scorings: list[Literal["sum", "multilinear"]] = Field(
+        ["sum", "multilinear"], description="sum: sum of pairwise cosine similarities; multilinear: Symile's "
+                                            "multilinear inner product.")
+    ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
+
+
+class GeometryTask(_Task):
+    """Modality gap, separability, alignment, uniformity and effective rank of the embeddings."""
+
+    type: Literal["geometry"] = Field(description="Task kind.")
+    modalities: list[Modality] = Field(["image", "text"], description="Two or more modalities; each pair is "
+                                                                      "measured. Text: each item's first caption.")
+    max_probe_samples: int = Field(10_000, gt=1, description="Items per modality used by the linear-separability "
+                                                             "probe (the first ones, in source order).")
+
+    @field_validator("modalities")
+    @classmethod
+    def _at_least_two(cls, value: list[str]) -> list[str]:
+        if len(set(value)) < 2 or len(set(value)) != len(value):
+            raise ValueError("list two or more different modalities")
+        return value
+
+
+EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask],
+                     Field(discriminator="type")]
+
+
+class EvalConfig(Section):
+    """A list of evaluation tasks and how to batch them (e.g. a trainer's periodic evaluation, or `mmcl eval --tasks`)."""
+
+    tasks: list[EvalTask] = Field(description="Tasks to run, in order; each has a `type`.")
+    batch_size: int = Field(64, gt=0, description="Items per forward pass (results do not depend on it).")
+    num_workers: int = Field(0, ge=0, description="Loader worker processes decoding items.")
