@@ -1,6 +1,8 @@
 """Model checkpoints: a folder holding `model.safetensors` and the `model.yaml` that rebuilds it.
 
-Safetensors holds tensors only, so loading a checkpoint never runs code from the file.
+Safetensors holds tensors only, so loading a checkpoint never runs code from the file. The folder is
+self-contained: towers' initial-weight files are not read again, and a Hugging Face text tower's config and
+tokenizer files are copied into a subfolder named after its modality.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ WEIGHTS = "model.safetensors"
 CONFIG = "model.yaml"
 
 
+def _self_contained_config(model, folder: Path) -> ModelConfig:
+    """The model's config with weight files dropped (the checkpoint holds them) and HF files copied in."""
+    towers = {}
+    for modality, tower_cfg in model.config.towers.items():
+        update: dict = {"weights": None}
+        if tower_cfg.type == "hf_text":
+            tower = model.towers[modality]
+            tower.encoder.model.config.save_pretrained(folder / modality)
+            tower.tokenizer.save_pretrained(folder / modality)
+            update.update(path=modality, pretrained=False)
+        towers[modality] = tower_cfg.model_copy(update=update)
+    return model.config.model_copy(update={"towers": towers})
+
+
 def save_model(model, folder: str | Path) -> Path:
     """Write weights and config atomically: into a temporary folder, then renamed into place."""
     folder = Path(folder)
@@ -29,7 +45,8 @@ def save_model(model, folder: str | Path) -> Path:
     tmp.mkdir(parents=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, tmp / WEIGHTS)
-    (tmp / CONFIG).write_text(yaml.safe_dump(model.config.model_dump(mode="json"), sort_keys=False))
+    cfg = _self_contained_config(model, tmp)
+    (tmp / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -42,8 +59,11 @@ def load_model(folder: str | Path):
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise UserError(f"{folder}: not a model checkpoint (missing {name})")
-    cfg_data = yaml.safe_load((folder / CONFIG).read_text())
-    model, transforms, tokenizer = create_model(ModelConfig.model_validate(cfg_data))
+    cfg = ModelConfig.model_validate(yaml.safe_load((folder / CONFIG).read_text()))
+    for tower_cfg in cfg.towers.values():
+        if tower_cfg.type == "hf_text" and not Path(tower_cfg.path).is_absolute():
+            tower_cfg.path = str(folder / tower_cfg.path)
+    model, transforms, tokenizer = create_model(cfg)
     try:
         state = load_file(folder / WEIGHTS)
     except SafetensorError as err:

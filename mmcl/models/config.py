@@ -1,4 +1,8 @@
-"""Typed model configs: one tower config per modality, plus the shared embedding space."""
+"""Typed model configs: one tower config per modality, plus the shared embedding space.
+
+Every tower kind has its own Section, told apart by `type`; the settings every tower shares (locking,
+gradient checkpointing, initial weights) live in `TowerCommon`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mmcl.config import Section
+from mmcl.data.audio import AudioFrontEndConfig
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -23,7 +28,38 @@ def _check_keys(cfg: dict[str, Any], dataclass_type: type, what: str) -> dict[st
     return cfg
 
 
-class OpenClipVisionTowerConfig(Section):
+class WeightsConfig(Section):
+    """Initial weights for a tower's encoder from a local file (never downloaded, never unpickled)."""
+
+    path: str = Field(description="A .safetensors file, or a .pt/.pth/.bin/.ckpt read with torch.load(weights_only=True).")
+    prefix: str | None = Field(
+        None,
+        description="Take only keys under this prefix (stripped), e.g. 'visual.' of an open_clip checkpoint; "
+        "null: the tower's default ('visual.' for open_clip vision, 'text.' for open_clip text, '' otherwise).",
+    )
+    strict: bool = Field(True, description="Fail when the file leaves encoder weights missing or has unexpected keys.")
+
+
+class TowerCommon(Section):
+    """Settings every tower shares."""
+
+    locked: bool = Field(False, description="Freeze the tower (LiT); see unlocked_layers.")
+    unlocked_layers: int = Field(
+        0, ge=0,
+        description="With locked: keep the last N layer groups trainable. Groups run stem, each block, "
+        "then the head (final norm and projection).",
+    )
+    grad_checkpointing: bool = Field(False, description="Recompute block activations in backward to save memory.")
+    weights: WeightsConfig | None = Field(None, description="Initial encoder weights from a local file; null: random init.")
+
+    @model_validator(mode="after")
+    def _unlocked_needs_locked(self):
+        if self.unlocked_layers and not self.locked:
+            raise ValueError("unlocked_layers is only used with locked: true")
+        return self
+
+
+class OpenClipVisionTowerConfig(TowerCommon):
     """An open_clip vision tower (ViT, ModifiedResNet or timm trunk) built from open_clip's `vision_cfg`."""
 
     type: Literal["open_clip_vision"] = Field(description="Tower kind: an open_clip vision tower.")
@@ -45,7 +81,18 @@ class OpenClipVisionTowerConfig(Section):
         return size if isinstance(size, int) else size[0]
 
 
-class OpenClipTextTowerConfig(Section):
+class TimmImageTowerConfig(TowerCommon):
+    """Any timm image model by name (built with pretrained=False: nothing is downloaded), pooled and projected."""
+
+    type: Literal["timm_image"] = Field(description="Tower kind: a timm image model.")
+    model_name: str = Field(description="timm architecture name, e.g. 'vit_tiny_patch16_224' or 'resnet18'.")
+    kwargs: dict[str, Any] = Field({}, description="Extra timm.create_model arguments, e.g. {depth: 4, drop_path_rate: 0.1}.")
+    image_size: int = Field(224, gt=0, description="Square input size in pixels.")
+    mean: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation mean; null: the timm model's default.")
+    std: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation std; null: the timm model's default.")
+
+
+class OpenClipTextTowerConfig(TowerCommon):
     """An open_clip text transformer built from open_clip's `text_cfg`, with its BPE tokenizer."""
 
     type: Literal["open_clip_text"] = Field(description="Tower kind: an open_clip text transformer.")
@@ -64,8 +111,54 @@ class OpenClipTextTowerConfig(Section):
         return self.cfg.get("context_length", CLIPTextCfg.context_length)
 
 
+class HFTextTowerConfig(TowerCommon):
+    """A Hugging Face encoder and its tokenizer from a local directory, pooled and projected."""
+
+    type: Literal["hf_text"] = Field(description="Tower kind: a Hugging Face transformers encoder.")
+    path: str = Field(description="Local directory holding config.json, the tokenizer files and (if pretrained) weights.")
+    pretrained: bool = Field(True, description="Load the directory's weights; false: random init of its architecture.")
+    pooling: Literal["mean", "cls"] = Field("mean", description="Mean over non-padding tokens, or the first ([CLS]) token.")
+    proj: Literal["linear", "none"] = Field(
+        "linear", description="Linear projection to embed_dim, or none (the encoder width must equal embed_dim)."
+    )
+    context_length: int = Field(77, gt=0, description="Token ids per caption (padded/truncated).")
+
+
+class AudioNorm(Section):
+    """Fixed normalisation of log-mel dB values before the encoder, as AST does with dataset statistics."""
+
+    mean: float = Field(-20.0, description="Subtracted from every log-mel value (dB).")
+    std: float = Field(20.0, gt=0, description="Divides every centred log-mel value (dB).")
+
+
+class AstAudioTowerConfig(TowerCommon):
+    """AST-style audio tower: a timm ViT over patches of the log-mel spectrogram, one input channel."""
+
+    type: Literal["ast"] = Field(description="Tower kind: a timm vision transformer over log-mel patches.")
+    model_name: str = Field("vit_tiny_patch16_224", description="timm ViT architecture name.")
+    kwargs: dict[str, Any] = Field({}, description="Extra timm.create_model arguments, e.g. {depth: 4, patch_size: 16}.")
+    front_end: AudioFrontEndConfig = Field(AudioFrontEndConfig(), description="Waveform to log-mel settings.")
+    norm: AudioNorm = Field(AudioNorm(), description="Log-mel normalisation before the encoder.")
+
+
+class CnnAudioTowerConfig(TowerCommon):
+    """A small PANN-style CNN over the log-mel spectrogram: conv blocks, then mean over frequency, max+mean over time."""
+
+    type: Literal["audio_cnn"] = Field(description="Tower kind: a small convolutional audio encoder.")
+    channels: list[int] = Field([32, 64, 128, 256], min_length=1, description="Output channels of each conv block (each halves time and frequency).")
+    front_end: AudioFrontEndConfig = Field(AudioFrontEndConfig(), description="Waveform to log-mel settings.")
+    norm: AudioNorm = Field(AudioNorm(), description="Log-mel normalisation before the encoder.")
+
+
 TowerConfig = Annotated[
-    Union[OpenClipVisionTowerConfig, OpenClipTextTowerConfig],
+    Union[
+        OpenClipVisionTowerConfig,
+        TimmImageTowerConfig,
+        OpenClipTextTowerConfig,
+        HFTextTowerConfig,
+        AstAudioTowerConfig,
+        CnnAudioTowerConfig,
+    ],
     Field(discriminator="type"),
 ]
 

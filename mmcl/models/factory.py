@@ -9,10 +9,15 @@ from typing import Callable
 from mmcl.config import read_yaml, validate
 from mmcl.errors import UserError
 from mmcl.models.config import ModelConfig
+from mmcl.models.locking import lock
 from mmcl.models.multimodal import MultimodalModel
-from mmcl.models.towers import build_tower
+from mmcl.models.towers import Tower, build_tower
+from mmcl.models.weights import load_weights
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+
+# Where each tower kind's weights sit in an open_clip checkpoint; other kinds read whole state dicts.
+_DEFAULT_PREFIX = {"open_clip_vision": "visual.", "open_clip_text": "text."}
 
 
 @dataclass
@@ -42,10 +47,27 @@ def resolve_model_config(name_or_config: str | Path | dict | ModelConfig) -> Mod
     return validate(ModelConfig, read_yaml(path), str(path))
 
 
+def _prepare_tower(modality: str, tower_cfg, embed_dim: int) -> Tower:
+    """Build, then load initial weights (before locking, which freezes BatchNorm), lock, checkpoint."""
+    tower = build_tower(tower_cfg, embed_dim)
+    if tower_cfg.weights is not None:
+        w = tower_cfg.weights
+        prefix = w.prefix if w.prefix is not None else _DEFAULT_PREFIX.get(tower_cfg.type, "")
+        try:
+            load_weights(tower.encoder, w.path, prefix, w.strict)
+        except UserError as err:
+            raise UserError(f"{modality} tower: {err}") from None
+    if tower_cfg.locked:
+        lock(tower, tower_cfg.unlocked_layers)
+    if tower_cfg.grad_checkpointing:
+        tower.set_grad_checkpointing(True)
+    return tower
+
+
 def create_model(name_or_config) -> tuple[MultimodalModel, ModalityTransforms, Callable | None]:
     """Build a model; returns (model, per-modality transforms, tokenizer or None if no text tower)."""
     cfg = resolve_model_config(name_or_config)
-    towers = {m: build_tower(tower_cfg, cfg.embed_dim) for m, tower_cfg in cfg.towers.items()}
+    towers = {m: _prepare_tower(m, tower_cfg, cfg.embed_dim) for m, tower_cfg in cfg.towers.items()}
     model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init)
     model.config = cfg
     transforms = ModalityTransforms(

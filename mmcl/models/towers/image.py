@@ -1,0 +1,67 @@
+"""Image towers: open_clip vision towers, and any timm image model by name."""
+
+from __future__ import annotations
+
+import timm
+from open_clip.model import CLIPVisionCfg, _build_vision_tower
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.timm_model import TimmModel
+from open_clip.transform import image_transform
+from timm.data import resolve_model_data_config
+from torch import nn
+
+from mmcl.errors import UserError
+from mmcl.models.config import OpenClipVisionTowerConfig, TimmImageTowerConfig
+from mmcl.models.towers.base import Tower, prefixed_matcher, register_tower
+
+# Layer groups of open_clip's own vision transformer and ModifiedResNet, stem first (the head is unmatched).
+_OPEN_CLIP_VIT_GROUPS = {
+    "stem": r"^encoder\.(?:conv1|class_embedding|positional_embedding|ln_pre)",
+    "blocks": [(r"^encoder\.transformer\.resblocks\.(\d+)", None)],
+}
+_MODIFIED_RESNET_GROUPS = {"stem": r"^encoder\.(?:conv|bn)\d", "blocks": [(r"^encoder\.layer(\d+)", None)]}
+
+
+def _image_transforms(size: int, mean, std) -> dict:
+    return {
+        "train_transform": image_transform(size, is_train=True, mean=mean, std=std),
+        "eval_transform": image_transform(size, is_train=False, mean=mean, std=std),
+        "input_shape": (3, size, size),
+    }
+
+
+@register_tower("open_clip_vision")
+def open_clip_vision(cfg: OpenClipVisionTowerConfig, embed_dim: int) -> Tower:
+    encoder = _build_vision_tower(embed_dim, CLIPVisionCfg(**cfg.cfg), quick_gelu=cfg.quick_gelu)
+    if isinstance(encoder, TimmModel):
+        groups = prefixed_matcher(encoder.trunk.group_matcher(), r"encoder\.trunk\.")
+    elif isinstance(encoder, ModifiedResNet):
+        groups = _MODIFIED_RESNET_GROUPS
+    else:
+        groups = _OPEN_CLIP_VIT_GROUPS
+    return Tower(encoder, group_matcher=groups, **_image_transforms(cfg.image_size, cfg.mean, cfg.std))
+
+
+def timm_trunk(model_name: str, **kwargs) -> nn.Module:
+    """A timm model without classifier (pooled features out), randomly initialised: nothing is downloaded."""
+    try:
+        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+    except RuntimeError as err:  # timm's message for an unknown architecture
+        raise UserError(f"timm model {model_name!r}: {err}") from None
+
+
+@register_tower("timm_image")
+def timm_image(cfg: TimmImageTowerConfig, embed_dim: int) -> Tower:
+    trunk = timm_trunk(cfg.model_name, **cfg.kwargs)
+    # ViT-style models fix their input size at construction; a silent mismatch would fail only at forward.
+    fixed = getattr(getattr(trunk, "patch_embed", None), "img_size", None)
+    if fixed is not None and tuple(fixed) != (cfg.image_size, cfg.image_size):
+        raise UserError(f"timm model {cfg.model_name!r} takes {tuple(fixed)} images but image_size is "
+                        f"{cfg.image_size}; set kwargs.img_size: {cfg.image_size}")
+    data_cfg = resolve_model_data_config(trunk)
+    return Tower(
+        trunk,
+        nn.Linear(trunk.num_features, embed_dim, bias=False),
+        group_matcher=prefixed_matcher(trunk.group_matcher(), r"encoder\."),
+        **_image_transforms(cfg.image_size, cfg.mean or data_cfg["mean"], cfg.std or data_cfg["std"]),
+    )
