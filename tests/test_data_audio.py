@@ -56,3 +56,22 @@ def test_specaugment_only_in_training():
 def test_empty_audio_is_rejected():
     with pytest.raises(ValueError, match="no samples"):
         decode(audio_bytes(np.zeros((0, 1), dtype="float32"), 16000, format="WAV"))
+
+
+def test_audio_batches_feed_the_tiny_audio_model(tmp_path):
+    from mmcl.data import DataConfig, build_loader
+    from mmcl.models import create_model
+    from tests.shard_factory import image_text_samples, tone, write_shards
+
+    model, transforms, tokenizer = create_model("tiny-audio")
+    samples = [{**s, "flac": tone(seconds=0.5 + i)} if i % 2 else s for i, s in enumerate(image_text_samples(4))]
+    write_shards(tmp_path, samples, per_shard=4)
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=4, num_workers=0, modalities=["image", "text", "audio"])
+    (batch,) = list(build_loader(cfg, transforms.train, tokenizer, train=True))
+    front_end = transforms.train["audio"].cfg
+    assert batch["audio"].shape == (4, 1, front_end.n_mels, front_end.num_frames)
+    assert batch["audio_mask"].sum() == 2
+    assert {k for k, m in zip(batch["__key__"], batch["audio_mask"]) if m} == {"s00001", "s00003"}
+    with torch.no_grad():
+        outputs = model(batch)
+    assert outputs["audio"].shape == outputs["image"].shape == (4, 64)
