@@ -20,29 +20,32 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmcl.losses.registry import LossOptionError, register_loss
-from mmcl.losses.rows import check_modalities, info_nce, output_modalities, select
+from mmcl.losses.rows import PairLoss, Rows, check_modalities, info_nce, output_modalities, select
+
+
+def symmetric_info_nce(rows: Rows, scale: Tensor, a: str, b: str, decoupled: bool = False,
+                       positive_weight: Tensor | None = None) -> Tensor:
+    """Mean of the a→b and b→a InfoNCE over the rows (this rank's share of the global mean); see ``info_nce``."""
+    directions = [
+        info_nce(scale * rows.local[x] @ rows.glob[y].T, rows.positives, decoupled, positive_weight).sum()
+        for x, y in ((a, b), (b, a))
+    ]
+    return (directions[0] + directions[1]) / 2 * rows.share
 
 
 def clip_loss(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
-    """L_CLIP between modalities ``a`` and ``b`` (this rank's share of the global mean)."""
-    rows = select(outputs, batch, (a, b))
-    scale = outputs["logit_scale"]
-    a_to_b = info_nce(scale * rows.local[a] @ rows.glob[b].T, rows.positives)
-    b_to_a = info_nce(scale * rows.local[b] @ rows.glob[a].T, rows.positives)
-    return (a_to_b.sum() + b_to_a.sum()) / 2 * rows.share
+    """L_CLIP between modalities ``a`` and ``b``."""
+    return symmetric_info_nce(select(outputs, batch, (a, b)), outputs["logit_scale"], a, b)
 
 
 @register_loss("clip")
-class ClipLoss(nn.Module):
+class ClipLoss(PairLoss):
     """CLIP's symmetric InfoNCE between two modalities; returns ``{"clip/<a>-<b>": loss}``."""
 
-    def __init__(self, modalities: Sequence[str] = ("image", "text")):
-        super().__init__()
-        self.modalities = check_modalities("clip", modalities, count=2)
+    name = "clip"
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        a, b = self.modalities
-        return {f"clip/{a}-{b}": clip_loss(outputs, batch, a, b)}
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
+        return clip_loss(outputs, batch, a, b)
 
 
 @register_loss("pairwise")

@@ -15,14 +15,14 @@ Across ranks, weights and logits of local rows run over the gathered columns, as
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmcl.losses.registry import register_loss
-from mmcl.losses.rows import check_modalities, select
+from mmcl.losses.rows import PairLoss, select
 
 
 def soft_cross_entropy(logits: Tensor, weights: Tensor) -> Tensor:
@@ -32,19 +32,16 @@ def soft_cross_entropy(logits: Tensor, weights: Tensor) -> Tensor:
 
 
 @register_loss("cwcl")
-class CwclLoss(nn.Module):
+class CwclLoss(PairLoss):
     """CWCL with ``modalities = [frozen, trained]``; ``{"cwcl/<frozen>-<trained>": loss}``."""
 
-    def __init__(self, modalities: Sequence[str] = ("image", "text")):
-        super().__init__()
-        self.modalities = check_modalities("cwcl", modalities, count=2)
+    name = "cwcl"
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        frozen, trained = self.modalities
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, frozen: str, trained: str) -> Tensor:
         rows = select(outputs, batch, (frozen, trained))
         p, q = rows.local[frozen], rows.local[trained]
         scale = outputs["logit_scale"]
         weights = ((p @ rows.glob[frozen].T + 1) / 2).detach()
         loss = soft_cross_entropy(scale * p @ rows.glob[trained].T, weights).sum()
         loss = loss + soft_cross_entropy(scale * q @ rows.glob[frozen].T, weights).sum()
-        return {f"cwcl/{frozen}-{trained}": loss * rows.share}
+        return loss * rows.share

@@ -16,20 +16,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmcl.losses.registry import register_loss
-from mmcl.losses.rows import Rows, check_modalities, info_nce, select
+from mmcl.losses.clip import symmetric_info_nce
+from mmcl.losses.rows import PairLoss, Rows, select
 
 
-class DecoupledLoss(nn.Module):
-    """DCL (``sigma`` None) or DCLW; ``{"<name>/<a>-<b>": loss}``."""
+@register_loss("dcl")
+class DclLoss(PairLoss):
+    """Decoupled contrastive loss; ``{"dcl/<a>-<b>": loss}``."""
 
-    def __init__(self, name: str, modalities: Sequence[str], sigma: float | None):
-        super().__init__()
-        self.name = name
-        self.modalities = check_modalities(name, modalities, count=2)
-        self.sigma = sigma
+    name = "dcl"
+    sigma: float | None = None
 
     def positive_weights(self, rows: Rows) -> Tensor | None:
         if self.sigma is None:
@@ -40,27 +39,20 @@ class DecoupledLoss(nn.Module):
             weights = 2 - rows.n_global * torch.softmax(positives / self.sigma, dim=0)
         return weights[rows.positives]
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        a, b = self.modalities
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
         rows = select(outputs, batch, (a, b))
         if rows.n_global < 2:  # no negatives at all: the decoupled denominator would be log 0
-            return {f"{self.name}/{a}-{b}": rows.zero()}
-        scale = outputs["logit_scale"]
+            return rows.zero()
         weights = self.positive_weights(rows)
-        directions = [
-            info_nce(scale * rows.local[x] @ rows.glob[y].T, rows.positives, decoupled=True, positive_weight=weights)
-            for x, y in ((a, b), (b, a))
-        ]
-        return {f"{self.name}/{a}-{b}": (directions[0].sum() + directions[1].sum()) / 2 * rows.share}
-
-
-@register_loss("dcl")
-def dcl(modalities: Sequence[str] = ("image", "text")) -> DecoupledLoss:
-    """Decoupled contrastive loss."""
-    return DecoupledLoss("dcl", modalities, None)
+        return symmetric_info_nce(rows, outputs["logit_scale"], a, b, decoupled=True, positive_weight=weights)
 
 
 @register_loss("dclw")
-def dclw(modalities: Sequence[str] = ("image", "text"), sigma: float = 0.5) -> DecoupledLoss:
-    """Decoupled contrastive loss with von Mises-Fisher positive weighting."""
-    return DecoupledLoss("dclw", modalities, sigma)
+class DclwLoss(DclLoss):
+    """DCL with von Mises-Fisher positive weights; ``{"dclw/<a>-<b>": loss}``."""
+
+    name = "dclw"
+
+    def __init__(self, modalities: Sequence[str] = ("image", "text"), sigma: float = 0.5):
+        super().__init__(modalities)
+        self.sigma = sigma

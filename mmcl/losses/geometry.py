@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from mmcl.losses import distributed
 from mmcl.losses.clip import clip_loss
 from mmcl.losses.registry import register_loss
-from mmcl.losses.rows import check_modalities, select
+from mmcl.losses.rows import PairLoss, check_modalities, select
 
 
 def squared_distances(x: Tensor, y: Tensor) -> Tensor:
@@ -78,16 +78,13 @@ class UniformityLoss(nn.Module):
 
 
 @register_loss("alignment")
-class AlignmentLoss(nn.Module):
+class AlignmentLoss(PairLoss):
     """L_align between two modalities; ``{"alignment/<a>-<b>": value}``."""
 
-    def __init__(self, modalities: Sequence[str] = ("image", "text")):
-        super().__init__()
-        self.modalities = check_modalities("alignment", modalities, count=2)
+    name = "alignment"
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        a, b = self.modalities
-        return {f"alignment/{a}-{b}": alignment(outputs, batch, a, b)}
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
+        return alignment(outputs, batch, a, b)
 
 
 class ContrastiveGapLoss(nn.Module):

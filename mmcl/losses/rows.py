@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmcl.losses import distributed
 from mmcl.losses.registry import LossOptionError
@@ -107,3 +107,20 @@ def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positiv
     if positive_weight is not None:
         positive = positive_weight * positive
     return torch.logsumexp(logits, dim=1) - positive
+
+
+class PairLoss(nn.Module):
+    """Base of losses between two modalities: returns one term, ``{"<name>/<a>-<b>": self.term(...)}``."""
+
+    name = ""
+
+    def __init__(self, modalities: Sequence[str] = ("image", "text")):
+        super().__init__()
+        self.modalities = check_modalities(self.name, modalities, count=2)
+
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+        a, b = self.modalities
+        return {f"{self.name}/{a}-{b}": self.term(outputs, batch, a, b)}

@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from mmcl.errors import UserError
 from mmcl.losses.registry import LossOptionError, register_loss
-from mmcl.losses.rows import check_modalities, select
+from mmcl.losses.rows import PairLoss, select
 
 
 def _sigmoid_chunk(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, positives: Tensor, start: int) -> Tensor:
@@ -36,20 +36,20 @@ def _sigmoid_chunk(x: Tensor, y: Tensor, scale: Tensor, bias: Tensor, positives:
 
 
 @register_loss("siglip")
-class SigLipLoss(nn.Module):
+class SigLipLoss(PairLoss):
     """Sigmoid loss of the first modality's rows against the second's columns; ``{"siglip/<a>-<b>": loss}``."""
 
+    name = "siglip"
+
     def __init__(self, modalities: Sequence[str] = ("image", "text"), chunk_size: int = 2048):
-        super().__init__()
-        self.modalities = check_modalities("siglip", modalities, count=2)
+        super().__init__(modalities)
         if chunk_size < 1:
             raise LossOptionError(f"loss 'siglip': chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
 
-    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+    def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
         if "logit_bias" not in outputs:
             raise UserError("loss 'siglip' needs outputs['logit_bias']: build the model with a learnable logit bias")
-        a, b = self.modalities
         rows = select(outputs, batch, (a, b))
         x, columns = rows.local[a], rows.glob[b]
         args = (outputs["logit_scale"], outputs["logit_bias"], rows.positives)
@@ -61,4 +61,4 @@ class SigLipLoss(nn.Module):
                 checkpoint(_sigmoid_chunk, x, columns[start : start + self.chunk_size], *args, start, use_reentrant=False)
                 for start in range(0, columns.shape[0], self.chunk_size)
             )
-        return {f"siglip/{a}-{b}": loss * rows.share}
+        return loss * rows.share
