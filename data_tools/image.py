@@ -12,7 +12,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from data_tools.errors import SampleError
 from mmcl.errors import UserError
@@ -104,7 +104,8 @@ def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, by
         return _EXT_OF_PIL_FORMAT[img.format], data, img.size
     # A kept image in a format readers do not expect (gif, bmp, tiff) is stored losslessly as png.
     fmt = "png" if keep else "jpg" if opts.format == "auto" else opts.format
-    img = resize(img.convert("RGB"), opts)
+    # Re-encoding drops EXIF, so apply its orientation now or phone photos end up sideways.
+    img = resize(ImageOps.exif_transpose(img).convert("RGB"), opts)
     out = io.BytesIO()
     img.save(out, format=_PIL_FORMAT[fmt], quality=opts.quality)
     return fmt, out.getvalue(), img.size

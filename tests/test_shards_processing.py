@@ -52,6 +52,15 @@ def test_output_formats_and_keeping_original_bytes():
         ImageOptions(format="keep", resize_mode="center_crop")
 
 
+def test_exif_orientation_is_applied_when_re_encoding():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    out = io.BytesIO()
+    Image.new("RGB", (40, 20)).save(out, format="JPEG", exif=exif)
+    assert process_image(out.getvalue(), "x", ImageOptions(format="png"))[2] == (20, 40)
+    assert process_image(out.getvalue(), "x", ImageOptions(format="keep"))[1] == out.getvalue()  # kept bytes keep their EXIF
+
+
 def test_audio_is_downmixed_resampled_cut_and_stored_as_flac(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
