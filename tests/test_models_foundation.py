@@ -1,4 +1,4 @@
-"""The multimodal model contract and safetensors checkpoints."""
+"""The multimodal model contract: every built-in config, the temperature, and safetensors checkpoints."""
 
 from __future__ import annotations
 
@@ -9,45 +9,79 @@ import torch
 
 from mmcl.errors import UserError
 from mmcl.models import create_model, list_models, load_model, save_model
+from mmcl.models.factory import resolve_model_config
 
 
-def test_every_builtin_model_returns_unit_norm_embeddings():
-    assert "tiny" in list_models()
-    for name in list_models():
-        model, transforms, tokenizer = create_model(name)
-        model.eval()
-        batch = {}
-        if "image" in model.modalities:
-            size = transforms.eval["image"].transforms[0].size
-            batch["image"] = torch.randn(2, 3, size, size)
-        if "text" in model.modalities:
-            batch["text"] = tokenizer(["a red circle", "a blue square"])
+def _shallow(name: str) -> dict:
+    """A built-in config with one block per tower and 1 s audio clips: same widths and wiring, CPU-test fast."""
+    cfg = resolve_model_config(name).model_dump()
+    for tower in cfg["towers"].values():
+        if tower["type"].startswith("open_clip"):
+            tower["cfg"]["layers"] = 1
+        if tower["type"] == "ast":
+            tower["kwargs"]["depth"] = 1
+        if "front_end" in tower:
+            tower["front_end"]["clip_seconds"] = 1.0
+    return cfg
+
+
+def test_builtin_models_are_registered():
+    assert {"tiny", "tiny-audio", "small", "vit-b-32-audio"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_builtin_model_returns_unit_norm_embeddings(name):
+    torch.manual_seed(0)
+    model, transforms, tokenizer = create_model(_shallow(name))
+    model.eval()
+    assert set(transforms.eval) == set(transforms.train) == set(model.modalities) - {"text"}
+    assert (tokenizer is None) == ("text" not in model.modalities)
+    batch = {m: tower.example_input(3) for m, tower in model.towers.items()}
+    with torch.no_grad():
         out = model(batch)
-        for m in batch:
-            assert out[m].shape == (2, model.config.embed_dim)
-            torch.testing.assert_close(out[m].norm(dim=-1), torch.ones(2))
-        assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-5)
+    for m in model.modalities:
+        assert out[m].shape == (3, model.config.embed_dim)
+        torch.testing.assert_close(out[m].norm(dim=-1), torch.ones(3))
+        assert not torch.allclose(out[m][0], out[m][1])  # inputs differ, so must embeddings
+    assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-5)
 
 
-def test_logit_scale_is_clamped():
+def test_only_modalities_in_the_batch_are_encoded():
+    model, _, tokenizer = create_model("tiny-audio")
+    out = model({"text": tokenizer(["a dog barking"])})
+    assert set(out) == {"text", "logit_scale"}
+
+
+def test_logit_scale_is_clamped_and_bias_is_optional():
     model, _, _ = create_model("tiny")
     with torch.no_grad():
         model.logit_scale.fill_(10.0)
     assert model({})["logit_scale"].item() == pytest.approx(100.0)
+    assert "logit_bias" not in model({})
+    sig = create_model({**resolve_model_config("tiny").model_dump(), "logit_bias_init": -10.0,
+                        "logit_scale_init": 2.302585})[0]
+    out = sig({})
+    assert out["logit_bias"].item() == pytest.approx(-10.0)
+    assert out["logit_scale"].item() == pytest.approx(10.0, rel=1e-5)
+    assert out["logit_bias"].requires_grad and out["logit_scale"].requires_grad
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
-    model, _, tokenizer = create_model("tiny")
+    model, transforms, tokenizer = create_model("tiny-audio")
     with torch.no_grad():
         model.logit_scale.add_(0.5)  # differ from a fresh model
     save_model(model, tmp_path / "ckpt")
-    loaded, _, _ = load_model(tmp_path / "ckpt")
-    batch = {"image": torch.randn(2, 3, 64, 64), "text": tokenizer(["one", "two"])}
+    loaded, loaded_transforms, _ = load_model(tmp_path / "ckpt")
+    batch = {"image": torch.randn(2, 3, 64, 64), "text": tokenizer(["one", "two"]),
+             "audio": transforms.eval["audio"](torch.randn(1, 8000), 16000).expand(2, -1, -1, -1)}
     model.eval(), loaded.eval()
     a, b = model(batch), loaded(batch)
+    assert set(a) == set(b) == {"image", "text", "audio", "logit_scale"}
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    assert loaded.config == model.config
+    assert loaded_transforms.eval["audio"].cfg == transforms.eval["audio"].cfg
 
 
 def test_checkpoint_folder_never_unpickles(tmp_path):

@@ -67,5 +67,5 @@ class Tower(nn.Module):
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A batch this tower accepts: tokenised captions for text towers, random values otherwise."""
         if self.tokenizer is not None:
-            return self.tokenizer(["a photo of a red circle"] * batch_size)
+            return self.tokenizer([f"a photo of {i} red circles" for i in range(batch_size)])
         return torch.randn(batch_size, *self.input_shape)
