@@ -9,6 +9,7 @@ import torch
 
 from mmcl.data import DataConfig, build_loader
 from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
+from mmcl.data.failures import FailureCounter, SampleError
 from mmcl.errors import UserError
 from tests.shard_factory import image_text_samples, image_transforms, jpeg_bytes, tokenizer, tone, write_shards
 
@@ -134,3 +135,14 @@ def test_modalities_without_a_tower_or_unknown_fail_early(tmp_path):
     with pytest.raises(UserError, match="unsupported modality"):
         build_loader(DataConfig(train_shards=str(tmp_path), modalities=["video"]), TRANSFORMS["train"],
                      TOKENIZER, train=False)
+
+
+def test_failure_log_is_rate_limited(caplog):
+    counter = FailureCounter(log_first=3)
+    with caplog.at_level("WARNING", logger="mmcl.data"):
+        for i in range(1000):
+            counter(SampleError(f"k{i}", "undecodable image"))
+    assert counter.take() == {"undecodable image": 1000} and counter.take() == {}
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert named == [f"skipped sample 'k{i}': undecodable image" for i in range(3)]
+    assert [r.getMessage().split()[0] for r in caplog.records if "so far" in r.getMessage()] == ["10", "100", "1000"]

@@ -22,7 +22,11 @@ class SampleError(Exception):
 
 
 class FailureCounter:
-    """Exception handler for webdataset stages that counts and logs instead of raising."""
+    """Exception handler for webdataset stages that counts and logs instead of raising.
+
+    The log names each of the first `log_first` failures per reason, then only the running count at every
+    power of ten, so a badly broken shard set cannot flood it.
+    """
 
     def __init__(self, log_first: int = 10):
         self.log_first = log_first
@@ -33,10 +37,13 @@ class FailureCounter:
         reason = exn.reason if isinstance(exn, SampleError) else f"unreadable: {type(exn).__name__}"
         self.total[reason] += 1
         self.unreported[reason] += 1
-        if self.total[reason] <= self.log_first:
+        count = self.total[reason]
+        if count <= self.log_first:
             log.warning("skipped %s", exn)
-            if self.total[reason] == self.log_first:
-                log.warning("further %r failures are counted but not logged", reason)
+            if count == self.log_first:
+                log.warning("further %r failures are counted; the count is logged at every power of ten", reason)
+        elif str(count).rstrip("0") == "1":
+            log.warning("%d samples skipped in this worker so far: %s", count, reason)
         return True  # keep streaming
 
     def take(self) -> dict[str, int]:
