@@ -71,6 +71,15 @@ def tone_model():
     return model, {"audio": towers["audio"].eval_transform}, tokenizer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than on two when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_tones(root, per_class: int = 4):
     """CLASS/NAME.wav tones; lengths around the 0.5 s window (cropped or repeat-padded), two sample rates."""
     for c, (name, pitch) in enumerate(PITCHES.items()):

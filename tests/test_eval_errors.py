@@ -12,7 +12,7 @@ from mmcl.config import ConfigError, load_config
 from mmcl.errors import UserError
 from mmcl.eval import EvalConfig, evaluate_task
 from pipelines.cli import main as mmcl
-from tests.test_eval_audio import audio_task, tone_model, write_tones
+from tests.test_eval_audio import audio_task, one_thread, tone_model, write_tones  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -34,12 +34,30 @@ def check_modalities(model, modalities: list[str], what: str) -> None:
                         f"{', '.join(model.modalities)}")
 
 
+FORWARD_ROWS = 32  # every forward pass has exactly this many rows; see `encode`
+
+
 @torch.no_grad()
-def embed_text(model, tokenizer, texts: list[str], device: torch.device, chunk: int = 256) -> torch.Tensor:
-    """[len(texts), D] text embeddings, encoded in fixed chunks so the caller's batch size cannot change them."""
-    out = [model.encode("text", tokenizer(texts[i:i + chunk]).to(device)).float().cpu()
-           for i in range(0, len(texts), chunk)]
-    return torch.cat(out) if out else torch.empty(0)
+def encode(model, modality: str, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """[N, D] float32 embeddings on the CPU, computed FORWARD_ROWS rows at a time with the last group padded.
+
+    A row's embedding can differ in the last bits with the shape of the batch it was computed in (kernels
+    block matrix products by shape), which flips exact ties such as two identical captions. With one fixed
+    forward shape, the numbers do not depend on the batch size or the number of loader workers.
+    """
+    out = []
+    for start in range(0, inputs.shape[0], FORWARD_ROWS):
+        rows = inputs[start:start + FORWARD_ROWS]
+        n = rows.shape[0]
+        if n < FORWARD_ROWS:
+            rows = torch.cat([rows, rows[-1:].expand(FORWARD_ROWS - n, *rows.shape[1:])])
+        out.append(model.encode(modality, rows.to(device))[:n].float().cpu())
+    return torch.cat(out)
+
+
+def embed_text(model, tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
+    """[len(texts), D] text embeddings."""
+    return encode(model, "text", tokenizer(texts), device)
 
 
 @torch.no_grad()
@@ -67,9 +85,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         for m in modalities:
             if m == "text":
                 owners.append(batch["text_owner"] + seen)
-                features[m].append(model.encode("text", batch["text"].to(device)).float().cpu())
-            else:
-                features[m].append(model.encode(m, batch[m].to(device)).float().cpu())
+            features[m].append(encode(model, m, batch[m], device))
         seen += len(batch["key"])
     if not keys:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "it holds no samples"

@@ -52,7 +52,7 @@ def _confusion(result: dict, path: Path) -> Path:
     names = result["classnames"]
     size = max(5, 0.25 * len(names))
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+    image = ax.imshow(rates.numpy(), cmap="viridis", vmin=0, vmax=1)
     if len(names) <= 40:  # beyond that the labels overlap into noise
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -66,7 +66,7 @@ def _confusion(result: dict, path: Path) -> Path:
 def _similarity(output: TaskOutput, path: Path) -> Path:
     matrix, rows, cols = output.similarity
     fig, ax = plt.subplots(figsize=(6, 5))
-    image = ax.imshow(matrix, cmap="magma")
+    image = ax.imshow(matrix.numpy(), cmap="magma")
     ax.set_xlabel(cols)
     ax.set_ylabel(rows)
     ax.set_title(f"{output.result['name']}: cosine similarity, first {matrix.shape[0]} items")
@@ -77,7 +77,7 @@ def _similarity(output: TaskOutput, path: Path) -> Path:
 def _projection(output: TaskOutput, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 5))
     for modality, points in projection_2d(output.embeddings).items():
-        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.6, label=f"{modality} ({points.shape[0]})")
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=6, alpha=0.6, label=f"{modality} ({points.shape[0]})")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(f"{output.result['name']}: embeddings, first two principal axes")
