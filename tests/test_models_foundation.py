@@ -12,6 +12,16 @@ from mmcl.models import create_model, list_models, load_model, save_model
 from mmcl.models.factory import resolve_model_config
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These models are tiny: one thread is as fast, and on a loaded 2-core box two spin-waiting threads are ~100x
+    slower. Other test modules of mmcl.models import this fixture."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _shallow(name: str) -> dict:
     """A built-in config with one block per tower and 1 s audio clips: same widths and wiring, CPU-test fast."""
     cfg = resolve_model_config(name).model_dump()
