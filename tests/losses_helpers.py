@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +51,13 @@ def masked_subset(outputs, keep, modalities):
     sub = {m: outputs[m][keep] for m in modalities}
     sub.update({k: v for k, v in outputs.items() if k in ("logit_scale", "logit_bias")})
     return sub
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: these tensors are tiny, and on a shared 2-core box extra threads made
+    the tests about ten times slower through contention. Restores the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -7,9 +7,12 @@ import torch
 from open_clip.loss import ClipLoss as OpenClipLoss
 
 from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.errors import UserError
 from mmcl.losses import create_loss, list_losses
 from mmcl.losses.objective import LossTermConfig, Objective
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_clip(u, v, scale):

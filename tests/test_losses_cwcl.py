@@ -1,9 +1,13 @@
 """CWCL against a loop reference written from the formula."""
 
+import pytest
 import torch
 
 from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.losses import create_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_cwcl(p, q, s):

@@ -14,7 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.losses_helpers import random_outputs, total, value_and_grads
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.losses import create_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 WORLD = 2
 BATCH = 12  # global; each rank holds BATCH // WORLD rows
@@ -67,6 +70,7 @@ def _place(grad, rank):
 
 def _worker(rank, port, result_path):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         outputs, batch = _rank_slice(*_global_inputs(), rank)

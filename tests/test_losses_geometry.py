@@ -1,10 +1,14 @@
 """Uniformity, alignment, CUA and CUAXU against loop references written from the formulas."""
 
+import pytest
 import torch
 
 from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.losses import create_loss
 from tests.test_losses_clip import reference_clip
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_unif(x, y=None, t=2.0):

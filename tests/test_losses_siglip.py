@@ -5,8 +5,11 @@ import torch
 from open_clip.loss import SigLipLoss as OpenSigLipLoss
 
 from tests.losses_helpers import assert_same, random_outputs, total, value_and_grads
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.errors import UserError
 from mmcl.losses import create_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_siglip(u, v, scale, bias):

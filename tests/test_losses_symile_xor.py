@@ -1,6 +1,11 @@
 """Small version of Symile's XOR experiment: pairwise CLIP stays near chance, Symile learns the three-way relation."""
 
+import pytest
+
 from benchmarks.symile_xor import run
+from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 BITS = 4  # chance = 1/16
 
