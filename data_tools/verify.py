@@ -18,16 +18,29 @@ def _check_shard(path: Path) -> tuple[str, int, list[str]]:
     return path.name, len(samples), problems
 
 
+def _read_sizes(output: Path, problems: list[str]) -> dict | None:
+    try:
+        sizes = read_json(output / SIZES)
+    except FileNotFoundError:
+        problems.append(f"{SIZES} missing: the set was never merged (unfinished prepare or parts)")
+        return None
+    except ValueError as err:
+        problems.append(f"{SIZES}: not valid JSON ({err})")
+        return None
+    if not isinstance(sizes, dict):
+        problems.append(f"{SIZES}: expected an object mapping shard names to sample counts")
+        return None
+    return sizes
+
+
 def verify(output: Path, workers: int = 1) -> dict:
     """Return a report; ``report["ok"]`` is False if any problem was found."""
     if not output.is_dir():
         raise UserError(f"{output}: not a directory")
     shards = sorted(output.glob("*.tar"))
     problems: list[str] = []
-    sizes = read_json(output / SIZES) if (output / SIZES).exists() else None
-    if sizes is None:
-        problems.append(f"{SIZES} missing: the set was never merged (unfinished prepare or parts)")
-    else:
+    sizes = _read_sizes(output, problems)
+    if sizes is not None:
         names = {p.name for p in shards}
         problems += [f"{name}: listed in {SIZES} but missing" for name in sorted(set(sizes) - names)]
         problems += [f"{name}: not listed in {SIZES}" for name in sorted(names - set(sizes))]

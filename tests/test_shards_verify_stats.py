@@ -54,6 +54,16 @@ def test_verify_reports_an_undecodable_sample_and_missing_shards(tmp_path):
     assert len(report["problems"]) == 4
 
 
+def test_verify_reports_a_broken_sizes_json_and_leftover_temporaries(tmp_path):
+    out = _prepared(tmp_path)
+    (out / "sizes.json").write_text("{oops")
+    (out / "shard-000002.tar.123.tmp").write_bytes(b"half a shard")
+    problems = verify(out)["problems"]
+    assert problems[0].startswith("sizes.json: not valid JSON")
+    assert problems[1] == "shard-000002.tar.123.tmp: leftover temporary file from an interrupted run"
+    assert len(problems) == 2
+
+
 def test_stats_summarises_modalities_and_sizes(tmp_path, capsys):
     src = make_pairs(tmp_path / "src", 4, size=(40, 30))
     (src / "img003.flac").write_bytes(flac_bytes(seconds=0.5))
