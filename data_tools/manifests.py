@@ -20,7 +20,7 @@ from mmcl.errors import UserError
 
 @dataclass(frozen=True)
 class ManifestColumns:
-    """Column names; None means "use the conventional name if the manifest has it"."""
+    """Column names; None (or empty) means "the conventional name, if the manifest has it"."""
 
     image: str | None = None
     audio: str | None = None
@@ -29,8 +29,19 @@ class ManifestColumns:
     key: str | None = None
     keep: tuple[str, ...] = ()
 
+    def to_read(self) -> dict[str, Any]:
+        return {
+            "image": self.image or "image",
+            "audio": self.audio or "audio",
+            "captions": self.captions or ("caption",),
+            "label": self.label or "label",
+            "key": self.key or "key",
+            "keep": self.keep,
+        }
 
-_CONVENTIONAL = {"image": "image", "audio": "audio", "captions": "caption", "label": "label", "key": "key"}
+    def explicit(self) -> list[str]:
+        """Names the user gave: each must be a column of the manifest."""
+        return [n for n in (self.image, self.audio, *self.captions, self.label, self.key, *self.keep) if n]
 
 
 def _open_text(path: Path):
@@ -45,11 +56,12 @@ def _rows(path: Path) -> Iterator[tuple[dict | None, str | None]]:
         import pyarrow.parquet
 
         try:
-            table = pyarrow.parquet.read_table(path)
-        except Exception as err:  # pyarrow raises several unrelated types for a bad file
+            batches = pyarrow.parquet.ParquetFile(path).iter_batches()
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield row, None
+        except (OSError, ValueError, pyarrow.ArrowException) as err:
             raise UserError(f"{path}: cannot read parquet: {err}") from None
-        for row in table.to_pylist():
-            yield row, None
         return
     with _open_text(path) as f:
         if kind == "jsonl":
@@ -81,36 +93,15 @@ def _not_utf8(value: Any) -> bool:
     return False
 
 
-def _resolve_columns(path: Path, header: set[str], columns: ManifestColumns) -> dict[str, Any]:
-    """Explicit column names must exist; conventional ones are used only when present."""
-    resolved: dict[str, Any] = {}
-    for field in ("image", "audio", "label", "key"):
-        name = getattr(columns, field)
-        if name is not None and name not in header:
-            raise UserError(f"{path}: no column {name!r} (columns: {', '.join(sorted(header))})")
-        resolved[field] = name if name is not None else (_CONVENTIONAL[field] if _CONVENTIONAL[field] in header else None)
-    captions = columns.captions or ((_CONVENTIONAL["captions"],) if _CONVENTIONAL["captions"] in header else ())
-    for name in (*captions, *columns.keep):
-        if name not in header:
-            raise UserError(f"{path}: no column {name!r} (columns: {', '.join(sorted(header))})")
-    resolved["captions"], resolved["keep"] = captions, columns.keep
-    if not (resolved["image"] or resolved["audio"] or captions):
-        raise UserError(
-            f"{path}: no image, audio or caption column; name them with --image-col/--audio-col/--caption-col "
-            f"(columns: {', '.join(sorted(header))})"
-        )
-    return resolved
-
-
 def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[str, Any]) -> SampleSpec:
-    key = make_key(str(row[cols["key"]])) if cols["key"] else f"{index:09d}"
-    spec = SampleSpec(key=key, source=source)
+    key = row.get(cols["key"])
+    spec = SampleSpec(key=f"{index:09d}" if key in (None, "") else make_key(str(key)), source=source)
     for field in ("image", "audio"):
-        value = row.get(cols[field]) if cols[field] else None
+        value = row.get(cols[field])
         if value:
             setattr(spec, field, str(base / value))
     spec.captions = tuple(c for name in cols["captions"] for c in as_captions(row.get(name)))
-    label = row.get(cols["label"]) if cols["label"] else None
+    label = row.get(cols["label"])
     if label not in (None, ""):
         try:
             spec.label = int(label)
@@ -121,20 +112,29 @@ def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[st
 
 
 def read_manifest(path: Path, columns: ManifestColumns) -> list[SampleSpec]:
-    """One spec per data row, in file order; relative paths are taken from the manifest's directory."""
-    rows = list(_rows(path))
-    header = set().union(*(row.keys() for row, _ in rows if row is not None)) if rows else set()
-    if not header:
-        raise UserError(f"{path}: the manifest has no rows")
-    cols = _resolve_columns(path, header, columns)
-    specs = []
-    for index, (row, problem) in enumerate(rows):
+    """One spec per data row, in file order; relative paths are taken from the manifest's directory.
+
+    Rows are streamed (only the specs are kept), and column names are checked against every
+    name seen once the file has been read, since jsonl rows need not all have the same keys.
+    """
+    cols, seen, specs = columns.to_read(), set(), []
+    for index, (row, problem) in enumerate(_rows(path)):
         source = f"{path} row {index + 1}"
         if row is None:
             specs.append(SampleSpec(key=f"{index:09d}", source=source, error=("bad_manifest_row", f"{source}: {problem}")))
-        elif _not_utf8(list(row.values())):
+            continue
+        seen.update(row)
+        if _not_utf8(list(row.values())):
             specs.append(SampleSpec(key=f"{index:09d}", source=source, error=("bad_encoding", f"{source}: not UTF-8")))
         else:
             specs.append(_spec_from_row(row, index, source, path.parent, cols))
+    if not seen:
+        raise UserError(f"{path}: the manifest has no readable rows")
+    listing = ", ".join(sorted(map(str, seen)))
+    for name in columns.explicit():
+        if name not in seen:
+            raise UserError(f"{path}: no column {name!r} (columns: {listing})")
+    if not any(name in seen for name in (cols["image"], cols["audio"], *cols["captions"])):
+        raise UserError(f"{path}: no image, audio or caption column; name them with --image-col/--audio-col/--caption-col (columns: {listing})")
     mark_duplicate_keys(specs)
     return specs

@@ -86,8 +86,11 @@ def test_manifest_bad_rows_are_skipped_by_reason(tmp_path):
     assert written == ["good1", "good2"]
 
 
-def test_unknown_manifest_column_is_a_user_error_naming_it(tmp_path):
+def test_unknown_or_missing_manifest_columns_are_user_errors_naming_them(tmp_path):
     manifest = tmp_path / "m.tsv"
     manifest.write_text("image\tcaption\nx.jpg\thi\n")
     with pytest.raises(UserError, match=r"m\.tsv: no column 'text'"):
         prepare_shards(manifest, tmp_path / "out", columns=ManifestColumns(captions=("text",)), progress=False)
+    manifest.write_text("path\tdescription\nx.jpg\thi\n")
+    with pytest.raises(UserError, match=r"no image, audio or caption column.*\(columns: description, path\)"):
+        prepare_shards(manifest, tmp_path / "out", progress=False)
