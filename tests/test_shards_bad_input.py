@@ -40,7 +40,8 @@ def test_folder_bad_samples_are_skipped_by_reason(tmp_path):
         f.write(jpg)
     out = tmp_path / "out"
 
-    assert run_cli("shards", "prepare", src, "-o", out, "--shard-size", "4", "--max-pixels", "5000", "--quiet") == 0
+    # Two workers: failures travel back from worker processes too.
+    assert run_cli("shards", "prepare", src, "-o", out, "--shard-size", "4", "--max-pixels", "5000", "--workers", "2", "--quiet") == 0
 
     stats = _stats(out)
     assert stats["failures_by_reason"] == {
