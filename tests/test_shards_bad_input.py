@@ -60,7 +60,7 @@ def test_folder_bad_samples_are_skipped_by_reason(tmp_path):
     assert verify(out)["ok"]
 
 
-def test_manifest_bad_rows_are_skipped_by_reason(tmp_path):
+def test_manifest_bad_rows_are_skipped_by_reason(tmp_path, capsys):
     (tmp_path / "ok.jpg").write_bytes(image_bytes())
     rows = [
         b"key,image,caption",
@@ -76,7 +76,10 @@ def test_manifest_bad_rows_are_skipped_by_reason(tmp_path):
     manifest.write_bytes(b"\n".join(rows) + b"\n")
     out = tmp_path / "out"
 
-    prepare_shards(manifest, out, shard_size=3, progress=False)
+    prepare_shards(manifest, out, shard_size=3)
+
+    progress = capsys.readouterr().err
+    assert "7/7" in progress and "sample/s" in progress and "failed=5" in progress
 
     stats = _stats(out)
     assert stats["failures_by_reason"] == {"bad_encoding": 1, "bad_manifest_row": 1, "duplicate_key": 1, "empty_caption": 1, "missing_file": 1}
