@@ -1,7 +1,6 @@
 """Per-modality processing options, dedup, byte-sized shards, and workers not changing the result."""
 
 import io
-import json
 
 import pytest
 import soundfile
