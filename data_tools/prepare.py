@@ -38,12 +38,11 @@ _last_report = 0.0
 def _init_worker(progress_queue) -> None:
     global _progress_queue
     _progress_queue = progress_queue
-    try:  # one worker per core: keep torch (used for resampling) from spawning its own threads
-        import torch
+    # One worker per core: keep torch (resampling) from starting a thread per core in every worker.
+    # Already imported by webdataset in the parent, so this costs nothing after fork.
+    import torch
 
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    torch.set_num_threads(1)
 
 
 def _flush_progress() -> None:
