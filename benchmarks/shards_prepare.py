@@ -61,18 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         images = generate(tmp / "src", args.samples, (args.width, args.height))
-        base, ours = [], []  # (wall seconds, cpu seconds) per run, interleaved so both see the same load
+        def ours(workers: int):
+            return lambda out: prepare_shards(tmp / "src", out, shard_size=args.shard_size, workers=workers,
+                                              options=SampleOptions(image=opts), progress=False)
+
+        runs = {"webdataset.ShardWriter, 1 process": lambda out: baseline(images, out, opts, args.shard_size),
+                "mmcl shards prepare, 1 worker": ours(1),
+                f"mmcl shards prepare, {args.workers} workers": ours(args.workers)}
+        # (wall, cpu) seconds per run; the sides are interleaved so that they see the same machine load.
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for r in range(args.repeats):
-            base.append(_timed(baseline, images, tmp / f"base{r}", opts, args.shard_size))
-            ours.append(_timed(prepare_shards, tmp / "src", tmp / f"ours{r}", shard_size=args.shard_size,
-                               workers=args.workers, options=SampleOptions(image=opts), progress=False))
-    (base_wall, base_cpu), (ours_wall, ours_cpu) = min(base), min(ours)
+            for i, (name, run) in enumerate(runs.items()):
+                times[name].append(_timed(run, tmp / f"run{r}-{i}"))
     print(f"samples: {args.samples} ({args.width}x{args.height} jpg -> center_crop 224 jpg), shard size {args.shard_size}")
     print(f"load average before/after: {_load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    for name, wall, cpu in (("webdataset.ShardWriter, 1 process", base_wall, base_cpu),
-                            (f"mmcl shards prepare, {args.workers} workers", ours_wall, ours_cpu)):
+    for name, measured in times.items():
+        wall, cpu = min(measured)
         print(f"{name:36s} {args.samples / wall:8.1f} samples/s   {1000 * cpu / args.samples:.2f} cpu-ms/sample")
-    print(f"ratio: {base_wall / ours_wall:.2f}x")
+    base, best = min(times["webdataset.ShardWriter, 1 process"]), min(times[f"mmcl shards prepare, {args.workers} workers"])
+    print(f"ratio ({args.workers} workers / baseline): {base[0] / best[0]:.2f}x")
     return 0
 
 
