@@ -130,7 +130,7 @@ def prepare_shards(
     """
     source, output = Path(source), Path(output)
     _check_pattern(pattern)
-    specs, found_classes = load_specs(source, layout, columns)
+    specs, found_classes = load_specs(source, layout, columns, output)
     if not specs:
         raise UserError(f"{source}: found no samples (expected e.g. NAME.jpg + NAME.txt, or CLASS/NAME.jpg with --class-folders)")
     if classnames and found_classes and len(classnames) != len(found_classes):

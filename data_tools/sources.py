@@ -29,21 +29,27 @@ _SLOT_OF_EXTENSION = {
 }
 
 
-def _walk_files(root: Path):
-    """Relative paths of visible files under root, in a fixed (sorted) order."""
+def _walk_files(root: Path, skip: Path | None):
+    """Relative paths of visible files under root, in a fixed (sorted) order, leaving out ``skip``."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d).resolve() != skip)
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath, name).relative_to(root)
 
 
-def scan_folder(root: Path, class_folders: bool) -> tuple[list[SampleSpec], list[str]]:
-    """Group files sharing a stem into samples; with class_folders the top directory is the label."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if class_folders else []
+def scan_folder(root: Path, class_folders: bool, skip: Path | None = None) -> tuple[list[SampleSpec], list[str]]:
+    """Group files sharing a stem into samples; with class_folders the top directory is the label.
+
+    ``skip`` is the output directory, which a user may well put inside the input.
+    """
+    skip = skip.resolve() if skip is not None else None
+    classes = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip
+    ) if class_folders else []
     label_of = {name: i for i, name in enumerate(classes)}
     specs: dict[str, SampleSpec] = {}
-    for rel in _walk_files(root):
+    for rel in _walk_files(root, skip):
         slot = _SLOT_OF_EXTENSION.get(rel.suffix.lower().lstrip("."))
         if slot is None or (class_folders and len(rel.parts) < 2):
             continue
@@ -74,7 +80,7 @@ def detect_layout(source: Path) -> str:
     raise UserError(f"{source}: not a directory or a manifest ({', '.join(MANIFEST_SUFFIXES)}, optionally .gz)")
 
 
-def load_specs(source: Path, layout: str, columns) -> tuple[list[SampleSpec], list[str]]:
+def load_specs(source: Path, layout: str, columns, output: Path | None = None) -> tuple[list[SampleSpec], list[str]]:
     """Specs in their final order, and the class names (empty unless the layout has classes)."""
     if not source.exists():
         raise UserError(f"{source}: no such file or directory")
@@ -88,4 +94,4 @@ def load_specs(source: Path, layout: str, columns) -> tuple[list[SampleSpec], li
         return read_manifest(source, columns), []
     if not source.is_dir():
         raise UserError(f"{source}: {layout} input must be a directory")
-    return scan_folder(source, class_folders=layout == "class_folders")
+    return scan_folder(source, class_folders=layout == "class_folders", skip=output)

@@ -88,6 +88,15 @@ def test_parts_write_disjoint_shards_and_the_last_one_merges(tmp_path, reference
     assert run_cli("shards", "merge", out) == 0
 
 
+def test_an_output_inside_the_input_is_not_read_as_input(tmp_path, reference):
+    src, expected = reference
+    out = src / "shards"
+    prepare_shards(src, out, shard_size=4, progress=False)
+    summary = prepare_shards(src, out, shard_size=4, progress=False)  # its json files would change the listing
+    assert summary["shards_resumed"] == 4
+    assert _files(out) == expected
+
+
 def test_resuming_with_other_options_is_refused(tmp_path, reference):
     src, _ = reference
     out = tmp_path / "out"
