@@ -34,30 +34,30 @@ def check_modalities(model, modalities: list[str], what: str) -> None:
                         f"{', '.join(model.modalities)}")
 
 
-FORWARD_ROWS = 32  # every forward pass has exactly this many rows; see `encode`
+FORWARD_ROWS = 32  # rows per forward pass; see `encode`
 
 
 @torch.no_grad()
 def encode(model, modality: str, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """[N, D] float32 embeddings on the CPU, computed FORWARD_ROWS rows at a time with the last group padded.
+    """[N, D] float32 embeddings on the CPU, FORWARD_ROWS rows per forward pass (the last group may be short).
 
     A row's embedding can differ in the last bits with the shape of the batch it was computed in (kernels
-    block matrix products by shape), which flips exact ties such as two identical captions. With one fixed
-    forward shape, the numbers do not depend on the batch size or the number of loader workers.
+    block matrix products by shape), which flips exact ties such as two identical captions. Callers pass
+    groups whose composition depends only on the data, so the numbers do not depend on batch size or workers.
     """
-    out = []
-    for start in range(0, inputs.shape[0], FORWARD_ROWS):
-        rows = inputs[start:start + FORWARD_ROWS]
-        n = rows.shape[0]
-        if n < FORWARD_ROWS:
-            rows = torch.cat([rows, rows[-1:].expand(FORWARD_ROWS - n, *rows.shape[1:])])
-        out.append(model.encode(modality, rows.to(device))[:n].float().cpu())
-    return torch.cat(out)
+    return torch.cat([model.encode(modality, inputs[i:i + FORWARD_ROWS].to(device)).float().cpu()
+                      for i in range(0, inputs.shape[0], FORWARD_ROWS)])
 
 
 def embed_text(model, tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
     """[len(texts), D] text embeddings."""
     return encode(model, "text", tokenizer(texts), device)
+
+
+def encode_captions(model, tokens: torch.Tensor, owner: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Captions of a batch, encoded per forward group of their items, so a group's captions share passes."""
+    group = owner // FORWARD_ROWS
+    return torch.cat([encode(model, "text", tokens[group == g], device) for g in group.unique()])
 
 
 @torch.no_grad()
@@ -69,7 +69,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     missing = [m for m in modalities if m != "text" and m not in transforms]
     if missing:
         raise UserError(f"the model has no evaluation transform for {missing}")
-    dataset = DecodedBatches(source, modalities, transforms, tokenizer, batch_size, need_labels)
+    dataset = DecodedBatches(source, modalities, transforms, tokenizer, batch_size, need_labels, FORWARD_ROWS)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=min(num_workers, len(dataset.parts)))
     positions, keys, labels, owners = [], [], [], []
     features: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
@@ -85,7 +85,9 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         for m in modalities:
             if m == "text":
                 owners.append(batch["text_owner"] + seen)
-            features[m].append(encode(model, m, batch[m], device))
+                features[m].append(encode_captions(model, batch["text"], batch["text_owner"], device))
+            else:
+                features[m].append(encode(model, m, batch[m], device))
         seen += len(batch["key"])
     if not keys:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "it holds no samples"

@@ -1,9 +1,10 @@
 """Decode a source's items into batches, in loader workers, keeping each item's place in source order.
 
-Workers take whole parts (shards, runs of files) round-robin, so no worker reads another's bytes; every
-batch carries its items' positions `(part, index in part)` so the caller can restore source order and the
-result does not depend on the batch size or the number of workers. Items that cannot be decoded, or lack
-a modality the task needs, are skipped and counted by reason.
+Workers take whole parts (shards, runs of files) round-robin, so no worker reads another's bytes. A batch
+never spans two parts and holds a whole number of forward groups (`embed.FORWARD_ROWS` usable items), so
+which items share a forward pass depends on the data alone, not on the batch size or the number of workers.
+Every batch carries its items' positions `(part, index in part)` so the caller can restore source order.
+Items that cannot be decoded, or lack a modality the task needs, are skipped and counted by reason.
 """
 
 from __future__ import annotations
@@ -17,16 +18,11 @@ from mmcl.data import audio, image
 from mmcl.data.failures import FailureCounter, SampleError
 from mmcl.eval.datasets import RawItem, Source
 
-
-def _read(media: bytes | Path) -> bytes:
-    return media.read_bytes() if isinstance(media, Path) else media
+LOADERS = {"image": image.load, "audio": audio.load}  # encoded bytes + eval transform -> tower input
 
 
 def decode_media(modality: str, media: bytes | Path, transform: Callable) -> torch.Tensor:
-    """Encoded image or audio to the tensor the tower reads, through the model's evaluation transform."""
-    if modality == "image":
-        return transform(image.decode(_read(media)))
-    return transform(*audio.decode(_read(media)))
+    return LOADERS[modality](media.read_bytes() if isinstance(media, Path) else media, transform)
 
 
 class DecodedBatches(torch.utils.data.IterableDataset):
@@ -36,12 +32,12 @@ class DecodedBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: Source, modalities: list[str], transforms: dict[str, Callable], tokenizer,
-                 batch_size: int, need_labels: bool):
+                 batch_size: int, need_labels: bool, group_rows: int):
         self.parts = source.parts()
         self.modalities = modalities
         self.transforms = transforms
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
+        self.batch_size = max(1, batch_size // group_rows) * group_rows
         self.need_labels = need_labels
 
     def __iter__(self) -> Iterator[dict]:
@@ -58,7 +54,10 @@ class DecodedBatches(torch.utils.data.IterableDataset):
                 if len(pending) == self.batch_size:
                     yield self._collate(pending, failures)
                     pending = []
-        yield self._collate(pending, failures)  # the remainder, and the last counts even if empty
+            if pending:  # the part's remainder: batches do not span parts
+                yield self._collate(pending, failures)
+                pending = []
+        yield self._collate([], failures)  # the last skip counts
 
     def _decode(self, item: RawItem, failures: FailureCounter) -> dict | None:
         missing = [m for m in self.modalities if (item.captions is None if m == "text" else m not in item.media)]
