@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import torch
+from PIL import Image
 
 from mmcl.errors import UserError
 from mmcl.models import create_model, list_models, load_model, save_model
@@ -113,3 +114,18 @@ def test_not_a_checkpoint_is_a_user_error(tmp_path):
         load_model(tmp_path)
     with pytest.raises(UserError, match="unknown model 'nope'"):
         create_model("nope")
+
+
+def test_timm_image_tower_by_name():
+    cfg = {"embed_dim": 24, "towers": {"image": {"type": "timm_image", "model_name": "timm/vit_tiny_patch16_224",
+                                                 "kwargs": {"depth": 1, "img_size": 32}, "image_size": 32}}}
+    model, transforms, tokenizer = create_model(cfg)
+    image = transforms.eval["image"](Image.new("RGB", (50, 40), (200, 30, 30)))
+    assert image.shape == (3, 32, 32) and tokenizer is None
+    assert model({"image": image[None]})["image"].shape == (1, 24)
+    cfg["towers"]["image"]["kwargs"] = {"depth": 1}
+    with pytest.raises(UserError, match=r"takes \(224, 224\) images but image_size is 32; set kwargs.img_size: 32"):
+        create_model(cfg)
+    cfg["towers"]["image"]["model_name"] = "no_such_net"
+    with pytest.raises(UserError, match="timm model 'no_such_net'"):
+        create_model(cfg)

@@ -85,7 +85,8 @@ class TimmImageTowerConfig(TowerCommon):
     """Any timm image model by name (built with pretrained=False: nothing is downloaded), pooled and projected."""
 
     type: Literal["timm_image"] = Field(description="Tower kind: a timm image model.")
-    model_name: str = Field(description="timm architecture name, e.g. 'vit_tiny_patch16_224' or 'resnet18'.")
+    model_name: str = Field(description="timm architecture name, e.g. 'resnet18' or 'timm/vit_tiny_patch16_224' "
+                            "(a 'timm/' hub prefix is dropped; pretrained tags name the same architecture).")
     kwargs: dict[str, Any] = Field({}, description="Extra timm.create_model arguments, e.g. {depth: 4, drop_path_rate: 0.1}.")
     image_size: int = Field(224, gt=0, description="Square input size in pixels.")
     mean: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation mean; null: the timm model's default.")
@@ -127,7 +128,9 @@ class HFTextTowerConfig(TowerCommon):
 class AudioNorm(Section):
     """Fixed normalisation of log-mel dB values before the encoder, as AST does with dataset statistics."""
 
-    mean: float = Field(-20.0, description="Subtracted from every log-mel value (dB).")
+    mean: float = Field(
+        -20.0, description="Subtracted from every log-mel value (dB); the default roughly centres the front end's "
+        "dB scale for clips between quiet noise and loud tones (-46 to -2 dB means); best set from your data.")
     std: float = Field(20.0, gt=0, description="Divides every centred log-mel value (dB).")
 
 

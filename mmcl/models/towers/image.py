@@ -45,7 +45,7 @@ def open_clip_vision(cfg: OpenClipVisionTowerConfig, embed_dim: int) -> Tower:
 def timm_trunk(model_name: str, **kwargs) -> nn.Module:
     """A timm model without classifier (pooled features out), randomly initialised: nothing is downloaded."""
     try:
-        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+        return timm.create_model(model_name.removeprefix("timm/"), pretrained=False, num_classes=0, **kwargs)
     except RuntimeError as err:  # timm's message for an unknown architecture
         raise UserError(f"timm model {model_name!r}: {err}") from None
 
