@@ -105,3 +105,24 @@ def test_grad_checkpointing_is_on_and_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) > 50
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+@pytest.mark.parametrize("tower", [
+    {"type": "open_clip_vision", "cfg": {"layers": [1, 1, 1, 1], "width": 16, "head_width": 16, "image_size": 64}},
+    {"type": "open_clip_vision", "cfg": {"timm_model_name": "resnet10t", "timm_proj": "linear", "image_size": 32}},
+    {"type": "timm_image", "model_name": "convnext_atto", "image_size": 32},
+    {"type": "ast", "kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2}, "front_end": {"clip_seconds": 0.5}},
+], ids=["modified_resnet", "open_clip_timm_trunk", "timm_convnext", "ast"])
+def test_every_tower_kind_locks_all_but_its_head(tower):
+    """Stem first, head (final projection) last, whatever the architecture's parameter names."""
+    torch.manual_seed(0)
+    model, _, _ = create_model({"embed_dim": 16, "towers": {"x": {**tower, "locked": True, "unlocked_layers": 1}}})
+    groups = layer_groups(model.towers["x"])
+    assert len(groups) >= 4
+    assert any(k in groups[0][0] for k in ("conv1", "stem", "cls_token"))
+    model.train()
+    out = model.encode("x", model.towers["x"].example_input(2))
+    (out * torch.randn_like(out)).sum().backward()
+    got_grad = {n.removeprefix("towers.x.") for n, p in model.named_parameters() if p.grad is not None}
+    assert got_grad == set(groups[-1])
+    assert any("proj" in n for n in got_grad)

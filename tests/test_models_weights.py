@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from mmcl.errors import UserError
 from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
-from mmcl.models import create_model
+from mmcl.models import create_model, load_model, save_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.models.weights import read_state_dict
 
@@ -65,6 +65,13 @@ def test_open_clip_checkpoint_gives_identical_embeddings(open_clip_model, tmp_pa
     fresh.eval()
     with torch.no_grad():
         assert not torch.allclose(fresh.encode("image", images), ours["image"], atol=1e-3)
+    # The checkpoint holds the loaded weights: the initial-weights file is no longer needed.
+    folder = save_model(model, tmp_path / "ckpt")
+    path.unlink()
+    loaded, _, _ = load_model(folder)
+    assert loaded.config.towers["image"].weights is None
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().encode("image", images), ours["image"])
 
 
 def test_timm_state_dict_loads_into_timm_tower(tmp_path):
