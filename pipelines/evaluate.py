@@ -18,7 +18,7 @@ import torch
 from mmcl.config import load_config, validate
 from mmcl.errors import UserError
 from mmcl.eval import EvalConfig, evaluate_task
-from mmcl.eval.datasets import read_lines
+from mmcl.eval import zeroshot
 from mmcl.eval.report import compare, markdown, read_results, write_json
 from mmcl.eval.zeroshot import DEFAULT_TEMPLATES
 from mmcl.models import create_model, list_models, load_model
@@ -27,17 +27,8 @@ OPEN_CLIP_PREFIX = "open_clip:"
 
 
 def read_templates(path: str | Path | None) -> list[str]:
-    """Prompt templates, one per line with `{c}` where the class name goes (CLIP_benchmark's format)."""
-    if path is None:
-        return list(DEFAULT_TEMPLATES["image"])
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: templates file not found")
-    lines = read_lines(path)
-    bad = [line for line in lines if "{c}" not in line]
-    if not lines or bad:
-        raise UserError(f"{path}: every template needs a {{c}} placeholder" + (f"; bad: {bad[0]!r}" if bad else ""))
-    return lines
+    """Templates from a file (one per line with `{c}`), or the built-in image set when `path` is None."""
+    return list(DEFAULT_TEMPLATES["image"]) if path is None else zeroshot.read_templates(path)
 
 
 def load_eval_model(spec: str, weights: str | None = None):
@@ -52,9 +43,12 @@ def load_eval_model(spec: str, weights: str | None = None):
         return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
     if weights is not None:
         raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
-    if Path(spec).is_dir() or spec not in list_models():
+    if Path(spec).is_dir():
         model, transforms, tokenizer = load_model(spec)
         return model, transforms, tokenizer, {"source": str(spec)}
+    if spec not in list_models():
+        raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
+                        f"({', '.join(list_models())})")
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the same baseline on every run
         model, transforms, tokenizer = create_model(spec)

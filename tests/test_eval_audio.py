@@ -116,6 +116,7 @@ def test_audio_zero_shot_from_class_folders_and_shards(tones):
     assert metrics["confusion_matrix"] == [[4, 0, 0], [0, 4, 0], [0, 0, 4]]
     assert metrics["top5"] is None and metrics["top5_note"] == "top-5 is undefined with 3 classes"
     assert from_folders["classnames"] == ["high", "low", "middle"]
+    assert from_folders["dataset"]["format"] == "class_folders" and from_folders["dataset"]["num_items"] == 12
     assert from_folders["prompts"] == [["This is a sound of high."], ["This is a sound of low."],
                                        ["This is a sound of middle."]]  # LAION-CLAP's wording, recorded verbatim
     crop = from_folders["inputs"]["audio"]

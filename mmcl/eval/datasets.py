@@ -109,11 +109,12 @@ def _raw_item(key: str, raw: dict) -> RawItem:
 class ListSource(Source):
     """A list of items whose media are file paths; parts are runs of ITEMS_PER_PART items."""
 
-    def __init__(self, path: Path, items: list[RawItem], classnames, templates, classnames_file=None):
+    def __init__(self, path: Path, format: str, items: list[RawItem], classnames, classnames_file=None):
         if not items:
             raise UserError(f"{path}: no samples found")
+        self.format = format
         self.items = items
-        super().__init__(path, classnames, templates, classnames_file)
+        super().__init__(path, classnames, None, classnames_file)
 
     def parts(self) -> list:
         return [_ListPart(self.items[i:i + ITEMS_PER_PART]) for i in range(0, len(self.items), ITEMS_PER_PART)]
@@ -141,7 +142,7 @@ def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource
             modality = _modality_of_extension(path.suffix.lower().lstrip("."))
             if modality is not None:
                 items.append(RawItem(f"{folder.name}/{path.stem}", {modality: path}, None, label))
-    return ListSource(root, items, classnames, None, classnames_file)
+    return ListSource(root, "class_folders", items, classnames, classnames_file)
 
 
 def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
@@ -166,7 +167,7 @@ def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
         captions = [captions] if isinstance(captions, str) and captions else (list(captions) if captions else None)
         items.append(RawItem(f"{path.name}:{number}", media, captions, _manifest_label(row.get("label"), classnames,
                                                                                         path, number)))
-    return ListSource(path, items, classnames, None, classnames_file)
+    return ListSource(path, "manifest", items, classnames, classnames_file)
 
 
 def _manifest_label(value, classnames: list[str] | None, path: Path, number: int) -> int | None:

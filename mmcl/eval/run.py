@@ -5,18 +5,17 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
-
 import torch
 
 import mmcl
 from mmcl.errors import UserError
 from mmcl.eval import geometry, retrieval
-from mmcl.eval.datasets import open_source, read_lines
+from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, check_modalities, embed_source
 from mmcl.eval.tasks import (EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
                              ZeroShotClassificationTask)
-from mmcl.eval.zeroshot import DEFAULT_TEMPLATES, class_embeddings, classification_metrics, prompts
+from mmcl.eval.zeroshot import (DEFAULT_TEMPLATES, check_templates, class_embeddings, classification_metrics,
+                                prompts, read_templates)
 
 SAMPLE_ROWS = 32  # items shown in a similarity-matrix plot
 PROJECTION_POINTS = 1000  # embeddings per modality kept for the 2-D projection plot
@@ -51,21 +50,15 @@ def input_policy(transforms, modalities) -> dict:
     return out
 
 
-def _templates(task: ZeroShotClassificationTask, dataset_templates: list[str] | None) -> list[str]:
-    if isinstance(task.templates, list):
-        templates = task.templates
-    elif isinstance(task.templates, str):
-        path = Path(task.templates)
-        if not path.is_file():
-            raise UserError(f"{path}: templates file not found")
-        templates = read_lines(path)
-    else:
-        templates = dataset_templates or list(DEFAULT_TEMPLATES[task.modality])
-    bad = [t for t in templates if "{c}" not in t]
-    if not templates or bad:
-        raise UserError(f"{task.templates or 'templates'}: every template needs a {{c}} placeholder"
-                        + (f"; bad: {bad[0]!r}" if bad else ""))
-    return templates
+def _templates(task: ZeroShotClassificationTask, source) -> list[str]:
+    """The task's templates (a list or a file), else the dataset's templates file, else the built-in set."""
+    if isinstance(task.templates, str):
+        return read_templates(task.templates)
+    if task.templates is not None:
+        return check_templates(task.templates, f"task {task.label}: templates")
+    if source.templates is not None:
+        return check_templates(source.templates, f"{source.path}: zeroshot_classification_templates.txt")
+    return list(DEFAULT_TEMPLATES[task.modality])
 
 
 def _check_labels(task: ZeroShotClassificationTask, source, labels: torch.Tensor) -> None:
@@ -88,7 +81,7 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     if not source.classnames:
         raise UserError(f"{source.path}: no class names (add classnames.txt or set the task's data.classnames)")
-    templates = _templates(task, source.templates)
+    templates = _templates(task, source)
     data = embed_source(model, source, [task.modality], transforms, tokenizer, device, batch_size, num_workers,
                         need_labels=True)
     _check_labels(task, source, data.labels)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 
+from mmcl.errors import UserError
+from mmcl.eval.datasets import read_lines
 from mmcl.eval.embed import embed_text
 from mmcl.eval.metrics import confusion_matrix, mean_per_class_recall, per_class_recall, topk_accuracy
 
@@ -14,6 +17,21 @@ DEFAULT_TEMPLATES = {
     "image": ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.", "a {c}."),
     "audio": ("This is a sound of {c}.",),  # LAION-CLAP's ESC-50 prompt
 }
+
+
+def check_templates(templates: list[str], where: str) -> list[str]:
+    bad = [t for t in templates if "{c}" not in t]
+    if not templates or bad:
+        raise UserError(f"{where}: every template needs a {{c}} placeholder" + (f"; bad: {bad[0]!r}" if bad else ""))
+    return templates
+
+
+def read_templates(path: str | Path) -> list[str]:
+    """Prompt templates, one per line with `{c}` where the class name goes (CLIP_benchmark's format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: templates file not found")
+    return check_templates(read_lines(path), str(path))
 
 
 def prompts(classnames: list[str], templates: Iterable[str]) -> list[list[str]]:
