@@ -1,16 +1,20 @@
 """Pretraining recipe: read it top to bottom to know what a run does.
 
-    mmcl train configs/demo.yaml optim.lr=1e-3          # one process
-    accelerate launch --multi_gpu --num_processes 2 -m pipelines.pretrain configs/demo.yaml   # many
+    mmcl train configs/demo.yaml optim.lr=1e-3                      # one process
+    mmcl train --num-processes 2 configs/demo.yaml                  # two local processes (torchrun)
+    accelerate launch --multi_gpu --num_processes 2 -m pipelines.pretrain configs/demo.yaml
+    torchrun --nproc_per_node 2 -m pipelines.pretrain configs/demo.yaml
 
-Setup (config, Accelerate, model, objective, optimiser) ▶ loop (batch ▶ forward ▶ named loss terms ▶ backward
-▶ clip ▶ step) with a metrics line every `log_every` steps ▶ checkpoints ▶ cleanup.
+setup (Accelerate, model, objective, optimiser, data stream, resume) ▶ loop: accum_steps micro-batches ▶ forward
+▶ named loss terms ▶ non-finite check ▶ backward ▶ clip ▶ step ▶ metrics line every log_every steps ▶ checkpoint
+every checkpoint_every steps ▶ cleanup.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from collections import Counter
@@ -26,7 +30,12 @@ from mmcl.data import build_loader
 from mmcl.errors import UserError
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model, save_model
+from mmcl.models.factory import resolve_model_config
 from mmcl.optim import build_optimizer, build_scheduler
+from mmcl.training import checkpoints
+from mmcl.training.accumulation import forward_backward
+from mmcl.training.data_stream import DataStream
+from mmcl.training.launch import launch_local
 from pipelines.pretrain_config import PretrainConfig
 
 log = logging.getLogger("mmcl.train")
@@ -34,105 +43,164 @@ log = logging.getLogger("mmcl.train")
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
-def check_compatible(cfg: PretrainConfig, model_modalities: list[str]) -> None:
-    """Cross-section checks that need no data, so a wrong config fails before anything is read."""
+def check_compatible(cfg: PretrainConfig) -> None:
+    """Cross-section checks that need neither data nor a built model, so a wrong config fails at once."""
+    model_modalities = list(resolve_model_config(cfg.model).towers)
     missing = [m for m in cfg.data.modalities if m not in model_modalities]
     if missing:
         raise UserError(f"data.modalities lists {missing} but the model has towers only for {model_modalities}")
+    checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"
+    if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
+        raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
+                        "(or --resume latest), or choose another train.output_dir")
 
 
-def endless_batches(cfg: PretrainConfig, transforms, tokenizer, rank: int, world_size: int):
-    """Batches forever; each pass over this rank's shards is one epoch with its own shard order."""
-    epoch = 0
-    while True:
-        produced = 0
-        for batch in build_loader(cfg.data, transforms, tokenizer, train=True, epoch=epoch,
-                                  seed=cfg.train.seed, rank=rank, world_size=world_size):
-            produced += 1
-            yield epoch, batch
-        if produced == 0:
-            raise UserError(f"data.train_shards: an epoch on rank {rank} produced no full batch of "
-                            f"{cfg.data.batch_size}; add data or lower data.batch_size")
-        epoch += 1
+def flat_hparams(tree: dict, prefix: str = "") -> dict:
+    """The config as `{dotted.key: scalar}`, the form experiment trackers accept as hyperparameters."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flat_hparams(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, bool, str)) else json.dumps(value)
+    return flat
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def train(cfg: PretrainConfig) -> Path:
+def train(cfg: PretrainConfig) -> Path | None:
     """Run the training loop; returns the final checkpoint's folder on the main process, None elsewhere."""
     # --- setup
-    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
-    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available())
-    set_seed(cfg.train.seed)
+    check_compatible(cfg)
     out_dir = Path(cfg.train.output_dir)
+    checkpoint_dir = out_dir / "checkpoints"
+    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
+    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available(),
+                              log_with=cfg.train.trackers or None, project_dir=str(out_dir))
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    set_seed(cfg.train.seed)
     model, transforms, tokenizer = create_model(cfg.model)
-    check_compatible(cfg, model.modalities)
     objective = Objective(cfg.loss)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
     # The scheduler is stepped by hand once per optimiser step: Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    stream = DataStream(
+        lambda epoch: build_loader(cfg.data, transforms.train, tokenizer, train=True, epoch=epoch,
+                                   seed=cfg.train.seed, rank=rank, world_size=world_size),
+        seed=cfg.train.seed, rank=rank,
+    )
+    start_step = 0
+    if cfg.train.resume is not None:
+        resume_from = checkpoints.resolve_resume(cfg.train.resume, checkpoint_dir)
+        position = checkpoints.read_json(resume_from / "train_state" / f"data_position_{rank}.json")
+        stream.load_state_dict(position)
+        # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
+        accelerator.load_state(str(resume_from / "train_state"))
+        start_step = position["step"]
+        log.info("resumed from %s at step %d", resume_from, start_step)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
+    accelerator.init_trackers("tensorboard", config=flat_hparams(cfg.model_dump(mode="json")))
     metrics_file = (out_dir / "metrics.jsonl").open("a") if accelerator.is_main_process else None
-    batches = endless_batches(cfg, transforms.train, tokenizer, accelerator.process_index, accelerator.num_processes)
+    unwrapped = accelerator.unwrap_model(model)
     failures: Counter[str] = Counter()
-    global_batch = cfg.data.batch_size * accelerator.num_processes
+    global_batch = cfg.data.batch_size * cfg.train.accum_steps * world_size
+
+    def all_finite(total: torch.Tensor, terms: dict) -> bool:
+        """Agreed across processes, so that all skip or none does (a lone skip would hang the others)."""
+        finite = torch.tensor(float(torch.isfinite(total.detach()).item()), device=accelerator.device)
+        if accelerator.gather(finite).min().item() == 1.0:
+            return True
+        bad = [name for name, value in terms.items() if not torch.isfinite(value.detach())]
+        message = f"step {step + 1}: non-finite loss (terms {bad or 'on another process'})"
+        if cfg.train.on_nonfinite == "halt":
+            raise FloatingPointError(message + "; halting, weights left unchanged (train.on_nonfinite=halt)")
+        log.warning("%s; step skipped, weights unchanged", message)
+        return False
+
+    def save_checkpoint(step: int) -> Path:
+        folder = checkpoints.step_folder(checkpoint_dir, step)
+        staging = checkpoints.temporary(folder)
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            save_model(unwrapped, staging / "model")
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging / "train_state"), safe_serialization=True)
+        checkpoints.write_json(staging / "train_state" / f"data_position_{rank}.json",
+                               {"step": step, **stream.state_dict()})
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            checkpoints.publish(folder)
+            checkpoints.prune(checkpoint_dir, cfg.train.keep_checkpoints, protect=set())
+        accelerator.wait_for_everyone()
+        return folder
 
     # --- loop
-    progress = tqdm(range(cfg.train.steps), desc="train", disable=not accelerator.is_main_process, file=sys.stdout)
-    window_start, data_wait = time.perf_counter(), 0.0
+    progress = tqdm(range(start_step, cfg.train.steps), desc="train", initial=start_step, total=cfg.train.steps,
+                    disable=not accelerator.is_main_process, file=sys.stdout, dynamic_ncols=True)
+    window_start, data_wait, skipped_in_a_row, steps_in_window = time.perf_counter(), 0.0, 0, 0
     checkpoint = None
     for step in progress:
         model.train()
-        wait_start = time.perf_counter()
-        epoch, batch = next(batches)
-        data_wait += time.perf_counter() - wait_start
-        failures.update(batch.pop("__failures__"))
-        batch = to_device(batch, accelerator.device)
+        micro_batches = []
+        for _ in range(cfg.train.accum_steps):
+            wait_start = time.perf_counter()
+            batch = next(stream)
+            data_wait += time.perf_counter() - wait_start
+            failures.update(batch.pop("__failures__"))
+            micro_batches.append(to_device(batch, accelerator.device))
 
         with accelerator.autocast():
-            outputs = model(batch)
-            total, terms = objective(outputs, batch)
-        if not torch.isfinite(total):
-            bad = [name for name, value in terms.items() if not torch.isfinite(value)]
-            raise FloatingPointError(f"step {step}: non-finite loss in term(s) {bad}; weights left unchanged")
-        accelerator.backward(total)
-        if cfg.optim.grad_clip_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
-        optimizer.step()
+            total, terms, outputs = forward_backward(model, objective, micro_batches, accelerator.backward,
+                                                     accelerator.no_sync, check=all_finite)
+        if torch.isfinite(total):
+            skipped_in_a_row = 0
+            if cfg.optim.grad_clip_norm is not None:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
+            optimizer.step()
+            with torch.no_grad():  # keep the temperature parameter itself inside its bound, as CLIP does
+                unwrapped.logit_scale.clamp_(max=unwrapped.log_scale_max)
+        else:
+            skipped_in_a_row += 1
+            if skipped_in_a_row >= cfg.train.max_skipped_steps:
+                raise FloatingPointError(f"{skipped_in_a_row} non-finite steps in a row (train.max_skipped_steps)")
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        steps_in_window += 1
 
         done = step + 1
         if done % cfg.train.log_every == 0 or done == cfg.train.steps:
             elapsed = time.perf_counter() - window_start
-            steps_in_window = (done - 1) % cfg.train.log_every + 1
+            samples_per_s = steps_in_window * global_batch / elapsed
+            # Each process holds the loss of its own rows; the run's loss is their mean.
+            logged = accelerator.reduce(torch.stack([total.detach(), *(v.detach() for v in terms.values())]), "mean")
             record = {
                 "step": done,
-                "epoch": epoch,
+                "epoch": stream.epoch,
                 "samples_seen": done * global_batch,
-                "loss": total.item(),
-                **{name: value.item() for name, value in terms.items()},
+                "loss": logged[0].item(),
+                **{name: value.item() for name, value in zip(terms, logged[1:])},
                 "lr": scheduler.get_last_lr()[0],
                 "logit_scale": outputs["logit_scale"].item(),
-                "samples_per_s": steps_in_window * global_batch / elapsed,
+                "samples_per_s": samples_per_s,
+                "samples_per_s_per_process": samples_per_s / world_size,
                 "data_wait_fraction": data_wait / elapsed,
-                "decode_failures": dict(failures),
+                "decode_failures": sum(failures.values()),
+                **{f"decode_failures/{reason}": count for reason, count in failures.items()},
             }
-            progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
+            accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
+            progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{samples_per_s:.0f}")
             if metrics_file is not None:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
-            window_start, data_wait = time.perf_counter(), 0.0
+            window_start, data_wait, steps_in_window = time.perf_counter(), 0.0, 0
         if done == cfg.train.steps or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0):
-            checkpoint = out_dir / "checkpoints" / f"step-{done:08d}"
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_model(accelerator.unwrap_model(model), checkpoint)
+            checkpoint = save_checkpoint(done)
 
     # --- cleanup
     if metrics_file is not None:
@@ -143,30 +211,44 @@ def train(cfg: PretrainConfig) -> Path:
     return checkpoint if accelerator.is_main_process else None
 
 
-def register(commands) -> None:
-    """Add `mmcl train` to the top-level parser."""
-    parser = commands.add_parser("train", help="Train a model from a YAML config.",
-                                 description="Train from a config under configs/, with dotted overrides. "
-                                 "For several processes use `accelerate launch` or `torchrun` (see the README).")
-    parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
-    parser.set_defaults(func=lambda args: main([args.config, *args.overrides]))
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for `accelerate launch -m pipelines.pretrain CONFIG [overrides]`."""
+    """Entry point for `accelerate launch -m pipelines.pretrain CONFIG [overrides]` and `mmcl train`."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
         raise UserError("usage: pipelines.pretrain CONFIG [key=value ...]")
     cfg = load_config(PretrainConfig, args[0], args[1:])
     checkpoint = train(cfg)
     if checkpoint is not None:
-        print(f"checkpoint: {checkpoint}")
+        print(f"checkpoint: {checkpoint / 'model'}")
     return 0
 
 
-if __name__ == "__main__":
-    from pipelines.cli import run_guarded
+def _run(args) -> int:
+    overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
+    if args.num_processes > 1:
+        check_compatible(load_config(PretrainConfig, args.config, overrides))  # fail once here, not in N processes
+        return launch_local(args.num_processes, "pipelines.pretrain", [args.config, *overrides])
+    return main([args.config, *overrides])
 
+
+def register(commands) -> None:
+    """Add `mmcl train` to the top-level parser."""
+    parser = commands.add_parser("train", help="Train a model from a YAML config.",
+                                 description="Train from a config under configs/, with dotted overrides. "
+                                 "Several processes: --num-processes N here, or `accelerate launch` / `torchrun` "
+                                 "on `-m pipelines.pretrain` (see the README).")
+    parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
+    parser.add_argument("--num-processes", type=int, default=1,
+                        help="Local processes (gloo on CPU, NCCL on GPUs), launched through torchrun (default 1).")
+    parser.add_argument("--resume", metavar="latest|FOLDER",
+                        help="Continue from the newest checkpoint of train.output_dir, or from FOLDER.")
+    parser.set_defaults(func=_run)
+
+
+if __name__ == "__main__":
+    from pipelines.cli import configure_logging, run_guarded
+
+    configure_logging()
     sys.exit(run_guarded(main))

@@ -17,12 +17,33 @@ class TrainLoopConfig(Section):
     """Length, precision, seeding and outputs of a run."""
 
     steps: int = Field(description="Optimiser steps to train for.", gt=0)
+    accum_steps: int = Field(
+        1, description="Micro-batches (of data.batch_size) per optimiser step; the loss sees the negatives of all "
+        "of them, as one batch accum_steps times larger would.", ge=1,
+    )
     seed: int = Field(0, description="Seed for weights, shuffling and augmentation.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Compute precision (mixed for bf16/fp16).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Compute precision: fp32, or mixed bf16 / fp16 (fp16 with loss scaling)."
+    )
     output_dir: str = Field("runs/default", description="Folder for the resolved config, metrics log and checkpoints.")
     log_every: int = Field(10, description="Write a metrics line every this many steps.", gt=0)
+    trackers: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Accelerate trackers that receive every metrics line (metrics.jsonl is always written).",
+    )
     checkpoint_every: int | None = Field(
-        None, description="Save a checkpoint every this many steps (one is always saved at the end); null: end only."
+        None, description="Save a checkpoint every this many steps (one is always saved at the end); null: end only.",
+        gt=0,
+    )
+    keep_checkpoints: int = Field(3, description="How many of the newest checkpoints to keep.", ge=1)
+    resume: str | None = Field(
+        None, description="Continue a run: `latest` (newest checkpoint in output_dir) or a checkpoint folder."
+    )
+    on_nonfinite: Literal["halt", "skip"] = Field(
+        "halt", description="When the loss is NaN/inf: stop the run, or skip the step (weights stay untouched)."
+    )
+    max_skipped_steps: int = Field(
+        10, description="With on_nonfinite=skip, halt after this many skipped steps in a row.", ge=1
     )
 
 

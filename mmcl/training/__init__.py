@@ -1,0 +1,1 @@
+"""Training components the pretraining recipe composes: accumulation, checkpoints, logging, launching."""

@@ -1,0 +1,72 @@
+"""Checkpoint folders of a run: written atomically, the last K kept (plus the best), the latest found for resume.
+
+A checkpoint `OUTPUT/checkpoints/step-00000100/` holds `model/` (safetensors weights + model.yaml: all that
+`mmcl eval` needs) and `train_state/` (Accelerate's save_state: optimiser, scheduler, scaler, RNG states of every
+process, plus each process's data position). It is written under a `.tmp` name and renamed when complete, so a
+folder with a final name is always whole. The train state is read only from the run's own folder (it holds
+pickled optimiser and RNG states, which is why it is never the format we share weights in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from mmcl.errors import UserError
+
+_NAME = re.compile(r"^step-(\d{8})$")
+
+
+def step_folder(checkpoint_dir: Path, step: int) -> Path:
+    return checkpoint_dir / f"step-{step:08d}"
+
+
+def temporary(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".tmp")
+
+
+def complete_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete checkpoint, oldest first; `.tmp` leftovers of a killed save are ignored."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in checkpoint_dir.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def resolve_resume(resume: str, checkpoint_dir: Path) -> Path:
+    """`latest` (the newest complete checkpoint of this run) or an explicit checkpoint folder."""
+    if resume == "latest":
+        found = complete_checkpoints(checkpoint_dir)
+        if not found:
+            raise UserError(f"train.resume=latest: no complete checkpoint in {checkpoint_dir}")
+        return found[-1][1]
+    folder = Path(resume)
+    if not (folder / "train_state").is_dir():
+        raise UserError(f"train.resume={resume}: not a training checkpoint (no train_state/ inside)")
+    return folder
+
+
+def publish(folder: Path) -> None:
+    """Rename a finished `.tmp` folder to its final name (replacing an older one of the same step)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(temporary(folder), folder)
+
+
+def prune(checkpoint_dir: Path, keep_last: int, protect: set[Path]) -> None:
+    """Delete all but the newest `keep_last` checkpoints, never those in `protect` (the best one)."""
+    found = complete_checkpoints(checkpoint_dir)
+    for _, folder in found[:-keep_last] if keep_last > 0 else found:
+        if folder not in protect:
+            shutil.rmtree(folder)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,63 @@
+"""A NaN loss never reaches the weights: the run halts naming the term, or skips the step, as configured."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import pipelines.pretrain as pretrain
+from mmcl.config import load_config
+from mmcl.losses.objective import Objective
+from pipelines.pretrain_config import PretrainConfig
+from tests.train_fixtures import overrides, shape_shards
+
+
+class PoisonedObjective(Objective):
+    """The real objective, except that its clip term is NaN on the calls listed in `poisoned`."""
+
+    calls = 0
+    poisoned: set[int] = set()
+
+    def forward(self, outputs, batch=None):
+        total, terms = super().forward(outputs, batch)
+        type(self).calls += 1
+        if type(self).calls in self.poisoned:
+            terms = {name: value * float("nan") for name, value in terms.items()}
+            total = sum(terms.values())
+        return total, terms
+
+
+@pytest.fixture
+def shards(tmp_path):
+    return shape_shards(tmp_path / "shards", num_shards=1, per_shard=24)
+
+
+def run(monkeypatch, shards, out, poisoned: set[int], **extra):
+    PoisonedObjective.calls, PoisonedObjective.poisoned = 0, poisoned
+    monkeypatch.setattr(pretrain, "Objective", PoisonedObjective)
+    cfg = load_config(PretrainConfig, "configs/demo.yaml",
+                      overrides(shards, out, **{"train.steps": 3, "data.num_workers": 0, **extra}))
+    return pretrain.train(cfg)
+
+
+def test_halt_names_the_term_and_leaves_weights_untouched(monkeypatch, shards, tmp_path):
+    with pytest.raises(FloatingPointError, match=r"step 2: non-finite loss \(terms \['clip/image-text'\]\); halting"):
+        run(monkeypatch, shards, tmp_path / "halt", poisoned={2}, **{"train.checkpoint_every": 1})
+    assert (tmp_path / "halt" / "checkpoints" / "step-00000001").is_dir()
+    assert not (tmp_path / "halt" / "checkpoints" / "step-00000002").exists()
+
+
+def test_skip_leaves_weights_of_that_step_unchanged(monkeypatch, shards, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="mmcl.train")
+    checkpoint = run(monkeypatch, shards, tmp_path / "skip", poisoned={2},
+                     **{"train.on_nonfinite": "skip", "train.checkpoint_every": 1, "train.keep_checkpoints": 3})
+    assert "step 2: non-finite loss" in caplog.text and "step skipped" in caplog.text
+    step = {i: load_file(tmp_path / "skip" / "checkpoints" / f"step-{i:08d}" / "model" / "model.safetensors")
+            for i in (1, 2, 3)}
+    assert all(torch.equal(step[1][k], step[2][k]) for k in step[1])  # the skipped step changed nothing
+    assert not all(torch.equal(step[2][k], step[3][k]) for k in step[2])  # the next one trained again
+    assert all(torch.isfinite(v).all() for v in step[3].values())
+    assert checkpoint == tmp_path / "skip" / "checkpoints" / "step-00000003"
