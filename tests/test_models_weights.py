@@ -123,10 +123,25 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
             return (open, (str(marker), "w"))
 
     path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    path.write_bytes(pickle.dumps({"state_dict": Exploit()}, protocol=2))
     with pytest.raises(UserError, match="refused: .*could run code.*convert it to safetensors"):
         read_state_dict(path)
     torch.save({"state_dict": {"w": torch.ones(1)}, "exploit": Exploit()}, tmp_path / "evil_zip.pt")
     with pytest.raises(UserError, match="refused"):
         create_model(_with_weights(image=tmp_path / "evil_zip.pt"))
     assert not marker.exists()
+
+
+def test_timm_vit_state_dict_loads_into_ast_trunk(tmp_path):
+    """An AST tower's weights file is a plain timm ViT state dict (1 input channel, the spectrogram's size)."""
+    tower_cfg = {"type": "ast", "kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2},
+                 "front_end": {"clip_seconds": 0.5, "n_mels": 32}}
+    torch.manual_seed(3)
+    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, in_chans=1,
+                                  img_size=(32, 51), depth=1, embed_dim=32, num_heads=2).eval()
+    path = tmp_path / "ast.safetensors"
+    save_file(reference.state_dict(), path)
+    model, _, _ = create_model({"embed_dim": 8, "towers": {"audio": {**tower_cfg, "weights": {"path": str(path)}}}})
+    spec = torch.randn(2, 1, 32, 51)
+    with torch.no_grad():
+        assert torch.equal(model.towers["audio"].encoder.eval()(spec), reference((spec + 20.0) / 20.0))

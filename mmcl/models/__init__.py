@@ -4,6 +4,7 @@ from mmcl.models.checkpoint import load_model, save_model
 from mmcl.models.config import ModelConfig
 from mmcl.models.factory import ModalityTransforms, create_model, list_models
 from mmcl.models.multimodal import MultimodalModel
+from mmcl.models.summary import summarize
 
 __all__ = [
     "ModalityTransforms",
@@ -13,4 +14,5 @@ __all__ = [
     "list_models",
     "load_model",
     "save_model",
+    "summarize",
 ]

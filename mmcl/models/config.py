@@ -29,7 +29,10 @@ def _check_keys(cfg: dict[str, Any], dataclass_type: type, what: str) -> dict[st
 
 
 class WeightsConfig(Section):
-    """Initial weights for a tower's encoder from a local file (never downloaded, never unpickled)."""
+    """Initial weights for a tower's encoder from a local file (never downloaded, never unpickled).
+
+    Keys are those of the encoder itself: the open_clip tower, the timm model, the transformers model.
+    """
 
     path: str = Field(description="A .safetensors file, or a .pt/.pth/.bin/.ckpt read with torch.load(weights_only=True).")
     prefix: str | None = Field(

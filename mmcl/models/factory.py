@@ -54,7 +54,7 @@ def _prepare_tower(modality: str, tower_cfg, embed_dim: int) -> Tower:
         w = tower_cfg.weights
         prefix = w.prefix if w.prefix is not None else _DEFAULT_PREFIX.get(tower_cfg.type, "")
         try:
-            load_weights(tower.encoder, w.path, prefix, w.strict)
+            load_weights(tower.get_submodule(tower.weights_root), w.path, prefix, w.strict)
         except UserError as err:
             raise UserError(f"{modality} tower: {err}") from None
     if tower_cfg.locked:

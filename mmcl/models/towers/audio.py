@@ -71,6 +71,7 @@ def _audio_tower(trunk: nn.Module, front_end: AudioFrontEndConfig, norm: AudioNo
         train_transform=AudioTransform(front_end, train=True),
         eval_transform=AudioTransform(front_end, train=False),
         input_shape=(1, front_end.n_mels, front_end.num_frames),
+        weights_root="encoder.trunk",
     )
 
 

@@ -44,11 +44,13 @@ class Tower(nn.Module):
     from stem to head for locking; unmatched parameters (final norms, projections) form the last group.
     `train_transform` / `eval_transform` map one decoded sample (a PIL image, a waveform, ...) to the tensor
     the encoder expects; `tokenizer` is set on text towers and maps a list of strings to token ids.
-    `input_shape` is one sample's shape, for example inputs of non-text towers.
+    `input_shape` is one sample's shape, for example inputs of non-text towers. `weights_root` names the
+    submodule whose state dict a weights file holds (a timm or transformers model inside a wrapper).
     """
 
     def __init__(self, encoder: nn.Module, proj: nn.Module | None = None, *, group_matcher: dict,
-                 train_transform=None, eval_transform=None, tokenizer=None, input_shape: tuple[int, ...] = ()):
+                 train_transform=None, eval_transform=None, tokenizer=None, input_shape: tuple[int, ...] = (),
+                 weights_root: str = "encoder"):
         super().__init__()
         self.encoder = encoder
         self.proj = proj if proj is not None else nn.Identity()
@@ -57,6 +59,7 @@ class Tower(nn.Module):
         self.eval_transform = eval_transform
         self.tokenizer = tokenizer
         self.input_shape = input_shape
+        self.weights_root = weights_root
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.proj(self.encoder(inputs))

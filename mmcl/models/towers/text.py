@@ -81,5 +81,8 @@ def hf_text(cfg: HFTextTowerConfig, embed_dim: int) -> Tower:
     if cfg.proj == "none" and encoder.width != embed_dim:
         raise UserError(f"{cfg.path}: proj none needs embed_dim equal to the encoder width {encoder.width}, "
                         f"not {embed_dim}")
+    if cfg.context_length > model.config.max_position_embeddings:
+        raise UserError(f"{cfg.path}: context_length {cfg.context_length} exceeds the encoder's "
+                        f"max_position_embeddings {model.config.max_position_embeddings}")
     proj = nn.Linear(encoder.width, embed_dim, bias=False) if cfg.proj == "linear" else None
-    return Tower(encoder, proj, group_matcher=_HF_GROUPS, tokenizer=tokenizer)
+    return Tower(encoder, proj, group_matcher=_HF_GROUPS, tokenizer=tokenizer, weights_root="encoder.model")
