@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from itertools import combinations
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from mmcl.config import load_config, save_config
 from mmcl.data import build_loader
 from mmcl.errors import UserError
+from mmcl.eval import geometry
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model, save_model
 from mmcl.models.factory import resolve_model_config
@@ -64,6 +66,22 @@ def flat_hparams(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, bool, str)) else json.dumps(value)
     return flat
+
+
+def batch_geometry(outputs: dict, batch: dict) -> dict:
+    """Modality gap and uniformity of this process's last micro-batch: a cheap live view of the space."""
+    modalities = [m for m in outputs if outputs[m].ndim == 2]
+    found = {}
+    for m in modalities:
+        present = outputs[m][batch[f"{m}_mask"]].detach().float() if f"{m}_mask" in batch else outputs[m].detach()
+        if len(present) > 1:
+            found[f"geometry/uniformity/{m}"] = geometry.uniformity(present)
+    for a, b in combinations(modalities, 2):
+        both = batch[f"{a}_mask"] & batch[f"{b}_mask"]
+        if both.sum() > 0:
+            found[f"geometry/gap/{a}-{b}"] = geometry.modality_gap(outputs[a][both].detach().float(),
+                                                                   outputs[b][both].detach().float())
+    return found
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -192,6 +210,7 @@ def train(cfg: PretrainConfig) -> Path | None:
                 "data_wait_fraction": data_wait / elapsed,
                 "decode_failures": sum(failures.values()),
                 **{f"decode_failures/{reason}": count for reason, count in failures.items()},
+                **batch_geometry(outputs, micro_batches[-1]),
             }
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
             progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{samples_per_s:.0f}")
