@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from mmcl.errors import UserError
-from mmcl.models import create_model, list_models, load_model, save_model
+from mmcl.models import create_model, list_models, load_model, save_model, summarize
 from mmcl.models.factory import resolve_model_config
 
 
@@ -129,3 +129,32 @@ def test_timm_image_tower_by_name():
     cfg["towers"]["image"]["model_name"] = "no_such_net"
     with pytest.raises(UserError, match="timm model 'no_such_net'"):
         create_model(cfg)
+
+
+def test_flop_summary_matches_the_vit_formula():
+    """Counted FLOPs of the tiny image ViT equal 2 x multiply-adds worked out by hand, attention included."""
+    model, _, _ = create_model("tiny")
+    (image, text) = summarize(model)
+    width, mlp, layers, patch, embed = 64, 128, 2, 8, 64
+    patches = (64 // patch) ** 2
+    tokens = patches + 1  # plus the class token
+    macs = (patches * 3 * patch * patch * width  # patch embedding
+            + layers * (tokens * (4 * width * width + 2 * width * mlp)  # qkv, out, mlp projections
+                        + 2 * tokens * tokens * width)  # scores and weighted values
+            + width * embed)  # final projection of the pooled token
+    assert (image.modality, image.kind, image.input_shape) == ("image", "open_clip_vision", (3, 64, 64))
+    assert image.flops == 2 * macs
+    assert image.params == image.trainable == sum(p.numel() for p in model.towers["image"].parameters())
+    assert text.input_shape == (32,) and text.flops > 0
+
+
+def test_models_show_prints_parameters_and_flops_per_tower(capsys):
+    from pipelines.cli import main
+
+    assert main(["models", "show", "tiny-audio"]) == 0
+    out = capsys.readouterr().out
+    assert "type: ast" in out and "# Waveform to log-mel settings." in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[-4:]}
+    assert set(rows) == {"image", "text", "audio", "total"}
+    assert rows["audio"][1:3] == ["ast", "1x64x201"]
+    assert int(rows["total"][1].replace(",", "")) == sum(int(rows[m][3].replace(",", "")) for m in ("image", "text", "audio"))
