@@ -42,7 +42,7 @@ def presence(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, mod
     """Bool [B]: rows that have every one of ``modalities``."""
     missing = [m for m in modalities if m not in outputs]
     if missing:
-        raise KeyError(f"model outputs lack modality {missing}; they have {output_modalities(outputs)}")
+        raise LossOptionError(f"a loss needs modalities {missing}, but the model outputs only {output_modalities(outputs)}")
     first = outputs[modalities[0]]
     keep = torch.ones(first.shape[0], dtype=torch.bool, device=first.device)
     for m in modalities:
