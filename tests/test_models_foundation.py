@@ -153,7 +153,7 @@ def test_models_show_prints_parameters_and_flops_per_tower(capsys):
 
     assert main(["models", "show", "tiny-audio"]) == 0
     out = capsys.readouterr().out
-    assert "type: ast" in out and "# Waveform to log-mel settings." in out
+    assert "type: ast" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[-4:]}
     assert set(rows) == {"image", "text", "audio", "total"}
     assert rows["audio"][1:3] == ["ast", "1x64x201"]
