@@ -103,3 +103,15 @@ def test_objective_weighted_total_and_unweighted_terms():
 def test_objective_config_forbids_unknown_keys():
     with pytest.raises(Exception, match="wieght"):
         LossTermConfig.model_validate({"name": "clip", "wieght": 2})
+
+
+def test_objective_computes_in_float32_under_autocast():
+    outputs = random_outputs(batch=64, dim=16, scale=100.0, dtype=torch.float32)
+    half = {k: v.detach().bfloat16() for k, v in outputs.items()}
+    upcast = {k: v.float() for k, v in half.items()}
+    objective = Objective([LossTermConfig(name="clip")])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total_value, _ = objective(half)
+    assert total_value.dtype == torch.float32
+    torch.testing.assert_close(total_value, reference_clip(upcast["image"], upcast["text"], upcast["logit_scale"]),
+                               atol=1e-5, rtol=1e-5)

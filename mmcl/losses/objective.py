@@ -4,6 +4,9 @@
 
 where loss k returns the named terms term_{k,t} (whose sum is that loss). Every term is also returned unweighted
 for logging under the name its loss gave it.
+
+The losses run in float32 even under mixed precision (autocast off, half-precision embeddings upcast): logits at
+scale 100 and a logsumexp over thousands of columns lose too many digits in float16/bfloat16.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -40,11 +44,20 @@ class Objective(nn.Module):
         self.weights = [term.weight for term in terms]
 
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        outputs = {k: _at_least_float32(v) for k, v in outputs.items()}
+        device_type = next(v for v in outputs.values() if isinstance(v, Tensor)).device.type
         total: Tensor | float = 0.0
         logged: dict[str, Tensor] = {}
-        for index, (loss, weight) in enumerate(zip(self.losses, self.weights)):
-            for name, value in loss(outputs, batch).items():
-                # Two entries with the same name (say two clip terms differing only in options) stay distinct in logs.
-                logged[name if name not in logged else f"{name}[{index}]"] = value
-                total = total + weight * value
+        with torch.autocast(device_type, enabled=False):
+            for index, (loss, weight) in enumerate(zip(self.losses, self.weights)):
+                for name, value in loss(outputs, batch).items():
+                    # Two terms with one name (say two clip terms differing only in options) stay distinct in logs.
+                    logged[name if name not in logged else f"{name}[{index}]"] = value
+                    total = total + weight * value
         return total, logged
+
+
+def _at_least_float32(value: Any) -> Any:
+    if isinstance(value, Tensor) and value.dtype in (torch.float16, torch.bfloat16):
+        return value.float()
+    return value
