@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -20,9 +21,9 @@ from torch import nn
 
 from data_tools.prepare import prepare_shards
 from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
-from mmcl.eval import EvalConfig, evaluate_task, run_tasks
+from mmcl.eval import EvalConfig, evaluate_task, run_tasks, scalars
 from mmcl.eval.datasets import open_source
-from mmcl.eval.embed import embed_source
+from mmcl.eval.embed import Loading, embed_source
 from mmcl.models.multimodal import MultimodalModel
 from mmcl.models.towers import Tower
 
@@ -134,18 +135,25 @@ def test_results_do_not_depend_on_batch_size_or_workers(tones):
     _, shards = tones
     model, transforms, tokenizer = tone_model()
     source = open_source(shards)
-    one = embed_source(model, source, ["audio"], transforms, tokenizer, "cpu", batch_size=1, need_labels=True)
-    many = embed_source(model, source, ["audio"], transforms, tokenizer, "cpu", batch_size=5, num_workers=2,
+    one = embed_source(model, source, ["audio"], transforms, tokenizer, Loading(batch_size=1), need_labels=True)
+    many = embed_source(model, source, ["audio"], transforms, tokenizer, Loading(batch_size=5, num_workers=2),
                         need_labels=True)
     assert one.keys == many.keys and len(one.keys) == 12  # workers share out shards, order is restored
     torch.testing.assert_close(one.features["audio"], many.features["audio"], rtol=0, atol=1e-6)
     assert one.labels.tolist() == many.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
 
 
-def test_run_tasks_restores_training_mode_and_names_results(tones):
+def test_run_tasks_restores_training_mode_and_reuses_decoded_data(tones, tmp_path):
     folders, _ = tones
+    data = shutil.copytree(folders, tmp_path / "tones")
     model, transforms, tokenizer = tone_model()
     model.train()
-    results = run_tasks(model, transforms, tokenizer, [audio_task(folders, name="tones")])
+    cache: dict = {}
+    first = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
     assert model.training
-    assert list(results) == ["tones"] and results["tones"]["metrics"]["top1"] == 1.0
+    assert list(first) == ["tones"] and first["tones"]["metrics"]["top1"] == 1.0
+    for clip in data.rglob("*.wav"):  # a second call reads the decoded clips from the cache, not the files
+        clip.write_bytes(b"")
+    second = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
+    assert second["tones"]["metrics"] == first["tones"]["metrics"]
+    assert scalars(second)["tones/top1"] == 1.0

@@ -13,6 +13,18 @@ from mmcl.eval.loading import DecodedBatches
 
 
 @dataclass
+class Loading:
+    """How to read and run the data. `cache`, a dict the caller keeps across calls (e.g. a trainer's periodic
+    evaluation), holds each source's decoded batches after the first call, so later calls skip decoding;
+    it costs the memory of the decoded evaluation set."""
+
+    device: torch.device = torch.device("cpu")
+    batch_size: int = 64
+    num_workers: int = 0
+    cache: dict | None = None
+
+
+@dataclass
 class Embedded:
     """Embeddings in source order: `features[m]` is [N, D] for media, [M, D] for text (all captions), with
     `text_owner[j]` the item caption j belongs to; `labels` is -1 where an item has none."""
@@ -61,21 +73,29 @@ def encode_captions(model, tokens: torch.Tensor, owner: torch.Tensor, device: to
 
 
 @torch.no_grad()
-def embed_source(model, source: Source, modalities: list[str], transforms: dict, tokenizer, device: torch.device,
-                 batch_size: int = 64, num_workers: int = 0, need_labels: bool = False) -> Embedded:
+def embed_source(model, source: Source, modalities: list[str], transforms: dict, tokenizer, loading: Loading,
+                 need_labels: bool = False) -> Embedded:
     """Embed `modalities` of every item that has all of them (and a label if `need_labels`)."""
     if "text" in modalities and tokenizer is None:
         raise UserError("this evaluation needs text but the model has no tokenizer")
     missing = [m for m in modalities if m != "text" and m not in transforms]
     if missing:
         raise UserError(f"the model has no evaluation transform for {missing}")
-    dataset = DecodedBatches(source, modalities, transforms, tokenizer, batch_size, need_labels, FORWARD_ROWS)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=min(num_workers, len(dataset.parts)))
+    key = (str(source.path), source.format, tuple(modalities), need_labels)
+    batches = loading.cache.get(key) if loading.cache is not None else None
+    if batches is None:
+        dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,
+                                 FORWARD_ROWS)
+        batches = torch.utils.data.DataLoader(dataset, batch_size=None,
+                                              num_workers=min(loading.num_workers, len(dataset.parts)))
+        if loading.cache is not None:
+            batches = loading.cache[key] = list(batches)
+    device = loading.device
     positions, keys, labels, owners = [], [], [], []
     features: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
     skipped: Counter[str] = Counter()
     seen = 0
-    for batch in loader:
+    for batch in batches:
         skipped.update(batch["skipped"])
         if not batch["key"]:
             continue

@@ -5,13 +5,14 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from itertools import combinations
+
 import torch
 
 import mmcl
 from mmcl.errors import UserError
 from mmcl.eval import geometry, retrieval
 from mmcl.eval.datasets import open_source
-from mmcl.eval.embed import Embedded, check_modalities, embed_source
+from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.tasks import (EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
                              ZeroShotClassificationTask)
 from mmcl.eval.zeroshot import (DEFAULT_TEMPLATES, check_templates, class_embeddings, classification_metrics,
@@ -75,17 +76,16 @@ def _check_labels(task: ZeroShotClassificationTask, source, labels: torch.Tensor
                         f"all {count} anyway")
 
 
-def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassificationTask, device,
-                            batch_size: int, num_workers: int) -> TaskOutput:
+def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassificationTask,
+                            loading: Loading) -> TaskOutput:
     check_modalities(model, [task.modality, "text"], f"zero-shot {task.modality} classification")
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     if not source.classnames:
         raise UserError(f"{source.path}: no class names (add classnames.txt or set the task's data.classnames)")
     templates = _templates(task, source)
-    data = embed_source(model, source, [task.modality], transforms, tokenizer, device, batch_size, num_workers,
-                        need_labels=True)
+    data = embed_source(model, source, [task.modality], transforms, tokenizer, loading, need_labels=True)
     _check_labels(task, source, data.labels)
-    classes = class_embeddings(model, tokenizer, source.classnames, templates, device)
+    classes = class_embeddings(model, tokenizer, source.classnames, templates, loading.device)
     queries = data.features[task.modality]
     result = {
         "metrics": classification_metrics(queries, classes, data.labels),
@@ -120,7 +120,7 @@ def _sample_similarity(data: Embedded, a: str, b: str) -> tuple[torch.Tensor, st
     return _paired(data, a)[rows] @ _paired(data, b)[rows].T, a, b
 
 
-def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, device, batch_size, num_workers) -> TaskOutput:
+def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: Loading) -> TaskOutput:
     a, b = task.modalities
     if a == b:
         raise UserError(f"task {task.label}: retrieval needs two different modalities, got {a} twice")
@@ -128,7 +128,7 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, device, ba
         a, b = b, a  # the multi-caption side is always the candidate side of `paired_retrieval`
     check_modalities(model, [a, b], f"{a}-{b} retrieval")
     source = open_source(task.data.path, task.data.format, task.data.classnames)
-    data = embed_source(model, source, [a, b], transforms, tokenizer, device, batch_size, num_workers)
+    data = embed_source(model, source, [a, b], transforms, tokenizer, loading)
     owner = data.text_owner if b == "text" else torch.arange(len(data))
     metrics = retrieval.paired_retrieval(data.features[a], data.features[b], owner, (a, b), task.ks)
     metrics["num_items"] = len(data)
@@ -138,14 +138,14 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, device, ba
     return TaskOutput(result, {m: _paired(data, m)[:PROJECTION_POINTS] for m in (a, b)}, _sample_similarity(data, a, b))
 
 
-def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask, device, batch_size,
-                              num_workers) -> TaskOutput:
+def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask,
+                              loading: Loading) -> TaskOutput:
     modalities = list(task.modalities)
     if len(set(modalities)) != 3:
         raise UserError(f"task {task.label}: multimodal retrieval needs three different modalities, got {modalities}")
     check_modalities(model, modalities, "three-modality retrieval")
     source = open_source(task.data.path, task.data.format, task.data.classnames)
-    data = embed_source(model, source, modalities, transforms, tokenizer, device, batch_size, num_workers)
+    data = embed_source(model, source, modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in modalities}
     metrics = retrieval.multimodal_retrieval(embeddings, task.scorings, task.ks)
     metrics["num_items"] = len(data)
@@ -155,10 +155,10 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
                       _sample_similarity(data, modalities[0], modalities[1]))
 
 
-def geometry_task(model, transforms, tokenizer, task: GeometryTask, device, batch_size, num_workers) -> TaskOutput:
+def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loading) -> TaskOutput:
     check_modalities(model, task.modalities, "embedding geometry")
     source = open_source(task.data.path, task.data.format, task.data.classnames)
-    data = embed_source(model, source, task.modalities, transforms, tokenizer, device, batch_size, num_workers)
+    data = embed_source(model, source, task.modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in task.modalities}
     metrics = {m: geometry.modality_geometry(e) for m, e in embeddings.items()}
     for a, b in combinations(task.modalities, 2):
@@ -179,12 +179,14 @@ RUNNERS = {
 
 
 def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.device | str = "cpu",
-                  batch_size: int = 64, num_workers: int = 0) -> TaskOutput:
-    """One task on a model object; the model is put in eval mode for the call and restored afterwards."""
+                  batch_size: int = 64, num_workers: int = 0, cache: dict | None = None) -> TaskOutput:
+    """One task on a model object; the model is put in eval mode for the call and restored afterwards.
+    `cache`: see `mmcl.eval.embed.Loading`."""
     was_training = model.training
     model.eval()
     try:
-        out = RUNNERS[task.type](model, transforms, tokenizer, task, torch.device(device), batch_size, num_workers)
+        out = RUNNERS[task.type](model, transforms, tokenizer, task,
+                                 Loading(torch.device(device), batch_size, num_workers, cache))
     finally:
         model.train(was_training)
     out.result = {"task": task.type, "name": task.label, **out.result, "versions": versions()}
@@ -192,12 +194,14 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
 
 
 def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch.device | str = "cpu",
-              batch_size: int = 64, num_workers: int = 0) -> dict[str, dict]:
+              batch_size: int = 64, num_workers: int = 0, cache: dict | None = None) -> dict[str, dict]:
     """Every task's result, keyed by task name. `transforms` is the per-modality evaluation transforms dict
-    (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.report.scalars(results)`."""
+    (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same
+    `cache` dict on every call of a training run to decode the evaluation data only once."""
     results = {}
     for task in tasks:
         if task.label in results:
             raise UserError(f"two evaluation tasks are named {task.label!r}; give them distinct names")
-        results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers).result
+        results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers,
+                                            cache).result
     return results
