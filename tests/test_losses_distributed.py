@@ -2,7 +2,8 @@
 
 Semantics checked (as DDP would apply them): the mean over ranks of each rank's loss equals the one-process loss;
 each rank's gradient on its own feature rows, divided by the world size, equals the one-process gradient on those
-rows; the mean over ranks of the gradient on the scalars (logit scale, bias) equals the one-process one.
+rows; the mean over ranks of the gradient on the scalars (logit scale, bias) equals the one-process one. Also, per
+rank, mmcl's clip equals open_clip's ClipLoss(local_loss=True, gather_with_grad=True) in value and gradients.
 """
 
 import os
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from open_clip.loss import ClipLoss as OpenClipLoss
 
 from tests.losses_helpers import random_outputs, total, value_and_grads
 from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
@@ -83,8 +85,16 @@ def _worker(rank, port, result_path):
             for tensor in [value, *grads.values()]:
                 dist.all_reduce(tensor)
             results.append((value, grads))
+        # Per rank, against open_clip's own "gather with grad + local loss" (no masks: it has none).
+        theirs = OpenClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=WORLD)
+        parity = [
+            value_and_grads(lambda o: total(create_loss("clip")(o)), outputs),
+            value_and_grads(lambda o: theirs(o["image"], o["text"], o["logit_scale"]), outputs),
+        ]
+        gathered = [None] * WORLD
+        dist.all_gather_object(gathered, parity)
         if rank == 0:
-            torch.save(results, result_path)
+            torch.save((results, gathered), result_path)
     finally:
         dist.destroy_process_group()
 
@@ -102,12 +112,19 @@ def two_process_results(tmp_path_factory):
     return torch.load(path)
 
 
+def test_two_processes_clip_equals_open_clip_local_loss(two_process_results):
+    for (ours, ours_grads), (theirs, theirs_grads) in two_process_results[1]:
+        torch.testing.assert_close(ours, theirs)
+        for key in ours_grads:
+            torch.testing.assert_close(ours_grads[key], theirs_grads[key], msg=lambda m, k=key: f"grad {k}: {m}")
+
+
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{n}{o or ''}" for n, o in CASES])
 def test_two_processes_equal_one(two_process_results, index):
     name, options = CASES[index]
     outputs, batch = _global_inputs()
     value, grads = _run(name, options, outputs, batch)
-    dist_value, dist_grads = two_process_results[index]
+    dist_value, dist_grads = two_process_results[0][index]
     torch.testing.assert_close(dist_value / WORLD, value)
     for key, grad in grads.items():
         # Feature rows: rank r's gradient is WORLD × the global gradient of its rows (each rank's loss is a share
