@@ -138,7 +138,10 @@ class AudioNorm(Section):
 
 
 class AstAudioTowerConfig(TowerCommon):
-    """AST-style audio tower: a timm ViT over patches of the log-mel spectrogram, one input channel."""
+    """AST-style audio tower: a timm ViT over patches of the log-mel spectrogram, one input channel.
+
+    Frames past the last whole patch are dropped by the patch embedding; pick clip_seconds and hop_length to fit.
+    """
 
     type: Literal["ast"] = Field(description="Tower kind: a timm vision transformer over log-mel patches.")
     model_name: str = Field("vit_tiny_patch16_224", description="timm ViT architecture name.")
