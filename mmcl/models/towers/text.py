@@ -17,10 +17,10 @@ _OPEN_CLIP_TEXT_GROUPS = {
     "stem": r"^encoder\.(?:token_embedding|positional_embedding|cls_emb)",
     "blocks": [(r"^encoder\.transformer\.resblocks\.(\d+)", None)],
 }
-# Hugging Face encoders name their blocks `...layer.N` (BERT, RoBERTa, DistilBERT), `layers.N` or `block.N` (T5).
+# Hugging Face encoders name their blocks `...layer.N` (BERT, RoBERTa, DistilBERT) or `layers.N` (ModernBERT).
 _HF_GROUPS = {
     "stem": r"^encoder\.model\.(?:.*\.)?embeddings?\.",
-    "blocks": [(r"^encoder\.model\.(?:.*\.)?(?:layer|layers|block)\.(\d+)\.", None)],
+    "blocks": [(r"^encoder\.model\.(?:.*\.)?(?:layer|layers)\.(\d+)\.", None)],
 }
 
 
@@ -69,11 +69,14 @@ def hf_text(cfg: HFTextTowerConfig, embed_dim: int) -> Tower:
 
     if not (Path(cfg.path) / "config.json").is_file():
         raise UserError(f"{cfg.path}: not a Hugging Face model directory (no config.json)")
-    tokenizer = HFTokenizer(cfg.path, context_length=cfg.context_length, local_files_only=True)
-    if cfg.pretrained:
-        model = AutoModel.from_pretrained(cfg.path, local_files_only=True)
-    else:
-        model = AutoModel.from_config(AutoConfig.from_pretrained(cfg.path, local_files_only=True))
+    try:
+        tokenizer = HFTokenizer(cfg.path, context_length=cfg.context_length, local_files_only=True)
+        if cfg.pretrained:
+            model = AutoModel.from_pretrained(cfg.path, local_files_only=True)
+        else:
+            model = AutoModel.from_config(AutoConfig.from_pretrained(cfg.path, local_files_only=True))
+    except (OSError, ValueError) as err:  # transformers' errors for missing or unreadable files
+        raise UserError(f"{cfg.path}: cannot load the Hugging Face encoder: {err}") from None
     if getattr(model, "pooler", None) is not None:
         # Pooling reads last_hidden_state; an unused pooler head would only hold never-trained parameters.
         model.pooler = None
