@@ -44,7 +44,10 @@ def load_eval_model(spec: str, weights: str | None = None):
     if weights is not None:
         raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
     if Path(spec).is_dir():
-        model, transforms, tokenizer = load_model(spec)
+        folder = Path(spec)
+        if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
+            folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
+        model, transforms, tokenizer = load_model(folder)
         return model, transforms, tokenizer, {"source": str(spec)}
     if spec not in list_models():
         raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
@@ -161,7 +164,8 @@ def register(commands) -> None:
         description="Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
                     "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
                     "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
-    parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml), "
+    parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml, or a training "
+                        "checkpoint step-N/ holding model/), "
                         "open_clip:NAME (with --weights), or a built-in model name (random weights, a baseline).")
     parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors).")
     parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")

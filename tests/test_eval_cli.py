@@ -14,7 +14,9 @@ from safetensors.torch import save_file
 from data_tools import demo_shapes
 from data_tools.prepare import prepare_shards
 from mmcl.eval.report import flatten
+from mmcl.models import create_model, save_model
 from pipelines.cli import main as mmcl
+from pipelines.evaluate import zero_shot_classification
 from tests.test_eval_audio import one_thread  # noqa: F401 (an autouse fixture)
 
 
@@ -76,6 +78,24 @@ def test_task_file_with_report_and_compare(data, tmp_path, capsys):
     top1 = next(line for line in printed.splitlines() if line.startswith("shapes/top1 "))
     assert top1.split()[-1] == "+0.2500"
     assert next(line for line in printed.splitlines() if "captions/image_to_text/recall@1" in line).endswith("+0.0000")
+
+
+def test_checkpoint_folders_through_the_classic_command(data, tmp_path, capsys):
+    torch.manual_seed(0)
+    model, _, _ = create_model("tiny")
+    save_model(model, tmp_path / "run" / "checkpoints" / "step-00000010" / "model")  # the trainer's layout
+    templates = demo_shapes.write_templates(tmp_path / "templates.txt")
+    for checkpoint in (tmp_path / "run" / "checkpoints" / "step-00000010",
+                       tmp_path / "run" / "checkpoints" / "step-00000010" / "model"):
+        out = tmp_path / "result.json"
+        assert mmcl(["eval", str(checkpoint), "--data", str(data / "classes"), "--templates", str(templates),
+                     "--output", str(out)]) == 0
+        result = json.loads(out.read_text())
+        assert result["metrics"]["num_samples"] == 24 and result["classnames"] == sorted(demo_shapes.classnames())
+        assert result["templates"] == list(demo_shapes.EVAL_TEMPLATES) and result["model"]["source"] == str(checkpoint)
+        assert "zero-shot top-1" in capsys.readouterr().out
+    direct = zero_shot_classification(checkpoint, data / "classes", list(demo_shapes.EVAL_TEMPLATES))
+    assert direct["metrics"] == result["metrics"]
 
 
 TINY_OPEN_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
