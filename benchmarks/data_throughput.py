@@ -3,7 +3,7 @@
 Both sides stream resampled shards with open_clip's own image transform (random resized crop to 224, the same
 object on both sides), its tokenizer, the same batch size and the same number of workers. Timing starts at the
 first batch, so worker start-up and shuffle-buffer filling are left out on both sides. Worker RSS is read at the
-first and the last batch. A second run adds a 4-second audio clip to each sample (mmcl only: open_clip reads no
+first batch and at the last check (every 10 batches). A second run adds a 4-second audio clip to each sample (mmcl only: open_clip reads no
 audio) and reports samples/s per worker.
 
     python benchmarks/data_throughput.py --samples 20000 --workers 2 --batch-size 64
@@ -12,6 +12,7 @@ audio) and reports samples/s per worker.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import sys
@@ -57,23 +58,29 @@ def write_shards(out: Path, n: int, per_shard: int, size: tuple[int, int], audio
 
 
 def measure(loader, workers: int) -> dict:
-    """Samples/s after the first batch, and the workers' mean RSS (MiB) at the first and the last batch."""
-    def worker_rss() -> float | None:
+    """Samples/s after the first batch, and the workers' mean memory (MiB) at the first and the last check."""
+    gc.collect()  # let the previous loader's workers exit, so that only this loader's are measured
+    psutil.wait_procs(psutil.Process().children(), timeout=60)
+
+    def worker_memory() -> tuple[float, float] | None:
+        """Mean RSS and USS (pages no other process shares: what the worker itself has grown) of the workers."""
         children = psutil.Process().children()
         if len(children) != workers:  # a worker has already finished its share
             return None
-        return sum(c.memory_info().rss for c in children) / workers / 2**20
+        infos = [c.memory_full_info() for c in children]
+        return sum(i.rss for i in infos) / workers / 2**20, sum(i.uss for i in infos) / workers / 2**20
 
-    count, start, rss = 0, None, []
-    for batch in loader:
+    count, start, memory = 0, None, []
+    for index, batch in enumerate(loader):
         if start is None:
             start = time.perf_counter()
         else:
             count += len(batch["__key__"]) if isinstance(batch, dict) else len(batch[0])
-        rss.append(worker_rss())
+        if index % 10 == 0:
+            memory.append(worker_memory())
     elapsed = time.perf_counter() - start
-    rss = [r for r in rss if r is not None]
-    return {"samples": count, "per_s": count / elapsed, "rss_start": rss[0], "rss_end": rss[-1]}
+    memory = [m for m in memory if m is not None]
+    return {"samples": count, "per_s": count / elapsed, "start": memory[0], "end": memory[-1]}
 
 
 def ours(pattern: str, args, transform, tokenizer, audio: AudioTransform | None = None):
@@ -93,8 +100,9 @@ def open_clips(pattern: str, args, transform, tokenizer):
 
 
 def report(name: str, result: dict, workers: int) -> None:
-    print(f"{name:34s} {result['per_s']:8.1f} samples/s  ({result['per_s'] / workers:6.1f} per worker)   "
-          f"worker RSS {result['rss_start']:6.0f} -> {result['rss_end']:6.0f} MiB over {result['samples']} samples")
+    (rss0, uss0), (rss1, uss1) = result["start"], result["end"]
+    print(f"{name:36s} {result['per_s']:6.1f} samples/s ({result['per_s'] / workers:5.1f} per worker); "
+          f"worker RSS {rss0:4.0f} -> {rss1:4.0f} MiB, USS {uss0:4.0f} -> {uss1:4.0f} MiB over {result['samples']} samples")
 
 
 def main(argv: list[str] | None = None) -> int:
