@@ -4,9 +4,12 @@ batch-size independence, and open_clip models by config name checked against ope
 from __future__ import annotations
 
 import json
+import random
 
+import numpy as np
 import open_clip
 import pytest
+import soundfile
 import torch
 from PIL import Image
 from safetensors.torch import save_file
@@ -96,6 +99,33 @@ def test_checkpoint_folders_through_the_classic_command(data, tmp_path, capsys):
         assert "zero-shot top-1" in capsys.readouterr().out
     direct = zero_shot_classification(checkpoint, data / "classes", list(demo_shapes.EVAL_TEMPLATES))
     assert direct["metrics"] == result["metrics"]
+
+
+def test_three_modalities_retrieval_and_geometry(tmp_path, capsys):
+    items = tmp_path / "items"
+    items.mkdir()
+    rng = random.Random(0)
+    for i, name in enumerate(demo_shapes.classnames()[:8]):
+        demo_shapes.draw(*name.split(), rng).save(items / f"{i:02d}.jpg")
+        (items / f"{i:02d}.txt").write_text(f"a {name}")
+        soundfile.write(items / f"{i:02d}.wav", np.sin(np.arange(8000) * (i + 1) / 20).astype("float32"), 16000)
+    prepare_shards(items, tmp_path / "shards", shard_size=4, progress=False)
+    out = tmp_path / "r.json"
+    assert mmcl(["eval", "tiny-audio", "--data", str(tmp_path / "shards"), "--task", "multimodal_retrieval",
+                 "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["num_items"] == 8
+    assert sorted(k for k in metrics if k != "num_items") == sorted(
+        f"{given}_to_{target}/{scoring}" for given, target in (("text+audio", "image"), ("image+audio", "text"),
+                                                               ("image+text", "audio"))
+        for scoring in ("sum", "multilinear"))
+    assert all(m["num_queries"] == 8 and 1 <= m["mean_rank"] <= 8 for k, m in metrics.items() if k != "num_items")
+
+    assert mmcl(["eval", "tiny-audio", "--data", str(tmp_path / "shards"), "--task", "geometry", "--modalities",
+                 "image", "text", "audio", "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert {"image-text", "image-audio", "text-audio"} <= set(metrics)
+    assert all(0 < metrics[m]["effective_rank"] <= 8 for m in ("image", "text", "audio"))
 
 
 TINY_OPEN_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,

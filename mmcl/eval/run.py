@@ -96,7 +96,7 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
         "prompts": prompts(source.classnames, templates),
         "inputs": input_policy(transforms, [task.modality]),
     }
-    return TaskOutput(result, {task.modality: queries[:PROJECTION_POINTS], "text": classes},
+    return TaskOutput(result, {task.modality: queries[:PROJECTION_POINTS], "text (class prompts)": classes},
                       ((queries[:SAMPLE_ROWS] @ classes.T), task.modality, "class prompts"))
 
 
