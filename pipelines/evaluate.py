@@ -104,6 +104,8 @@ def write_result(result: dict, path: str | Path) -> Path:
 
 def _config_from_args(args) -> EvalConfig:
     if args.tasks:
+        if args.data:
+            raise UserError("give --data (with --task) or --tasks FILE.yaml, not both")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
                                                    f"num_workers={args.num_workers}"])
     if not args.data:

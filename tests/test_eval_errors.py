@@ -83,3 +83,6 @@ def test_bad_templates_and_unknown_task_keys(tone_shards, tmp_path):
     tasks.write_text("tasks:\n  - type: retrieval\n    data: {path: x}\n    modalites: [image, text]\n")
     with pytest.raises(ConfigError, match=f"{tasks}.*tasks.0.retrieval.modalites: unknown key"):
         load_config(EvalConfig, tasks)
+    tasks.write_text("tasks:\n  - type: retrieval\n    data: {path: x}\n    modalities: [image, image]\n")
+    with pytest.raises(ConfigError, match="tasks.0.retrieval.modalities: Value error, the modalities must differ"):
+        load_config(EvalConfig, tasks)

@@ -122,8 +122,6 @@ def _sample_similarity(data: Embedded, a: str, b: str) -> tuple[torch.Tensor, st
 
 def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: Loading) -> TaskOutput:
     a, b = task.modalities
-    if a == b:
-        raise UserError(f"task {task.label}: retrieval needs two different modalities, got {a} twice")
     if a == "text":
         a, b = b, a  # the multi-caption side is always the candidate side of `paired_retrieval`
     check_modalities(model, [a, b], f"{a}-{b} retrieval")
@@ -141,8 +139,6 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: L
 def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask,
                               loading: Loading) -> TaskOutput:
     modalities = list(task.modalities)
-    if len(set(modalities)) != 3:
-        raise UserError(f"task {task.label}: multimodal retrieval needs three different modalities, got {modalities}")
     check_modalities(model, modalities, "three-modality retrieval")
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     data = embed_source(model, source, modalities, transforms, tokenizer, loading)

@@ -13,6 +13,12 @@ from mmcl.eval.retrieval import DEFAULT_KS
 Modality = Literal["image", "text", "audio"]
 
 
+def _distinct(modalities):
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"the modalities must differ, got {list(modalities)}")
+    return modalities
+
+
 class DataSpec(Section):
     """Where a task's samples come from."""
 
@@ -55,6 +61,11 @@ class RetrievalTask(_Task):
     modalities: tuple[Modality, Modality] = Field(("image", "text"), description="The two modalities.")
     ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
 
+    @field_validator("modalities")
+    @classmethod
+    def _different(cls, value):
+        return _distinct(value)
+
 
 class MultimodalRetrievalTask(_Task):
     """For each of three modalities, retrieve it from the other two of the same item."""
@@ -66,6 +77,11 @@ class MultimodalRetrievalTask(_Task):
         ["sum", "multilinear"], description="sum: sum of pairwise cosine similarities; multilinear: Symile's "
                                             "multilinear inner product.")
     ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
+
+    @field_validator("modalities")
+    @classmethod
+    def _different(cls, value):
+        return _distinct(value)
 
 
 class GeometryTask(_Task):
@@ -79,10 +95,10 @@ class GeometryTask(_Task):
 
     @field_validator("modalities")
     @classmethod
-    def _at_least_two(cls, value: list[str]) -> list[str]:
-        if len(set(value)) < 2 or len(set(value)) != len(value):
-            raise ValueError("list two or more different modalities")
-        return value
+    def _different(cls, value):
+        if len(value) < 2:
+            raise ValueError("list two or more modalities")
+        return _distinct(value)
 
 
 EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask],
