@@ -185,7 +185,8 @@ def register(commands) -> None:
     parser.add_argument("--classnames", help="Class names file, one per line in label order; default: the "
                         "dataset's classnames.txt or the class folder names.")
     parser.add_argument("--tasks", help="YAML file with `tasks:` (a list of task configs) instead of --data/--task.")
-    parser.add_argument("--batch-size", type=int, default=64, help="Items per forward pass (default 64).")
+    parser.add_argument("--batch-size", type=int, default=64, help="Items a loader hands over at a time (default 64, "
+                        "rounded to a multiple of the fixed 32-row forward pass; results do not depend on it).")
     parser.add_argument("--num-workers", type=int, default=0, help="Decoding worker processes (default 0).")
     parser.add_argument("--device", default="cpu", help="Torch device (default cpu).")
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")

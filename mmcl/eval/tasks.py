@@ -109,5 +109,6 @@ class EvalConfig(Section):
     """A list of evaluation tasks and how to batch them (e.g. a trainer's periodic evaluation, or `mmcl eval --tasks`)."""
 
     tasks: list[EvalTask] = Field(description="Tasks to run, in order; each has a `type`.")
-    batch_size: int = Field(64, gt=0, description="Items per forward pass (results do not depend on it).")
+    batch_size: int = Field(64, gt=0, description="Items a loader hands over at a time, rounded to a multiple of the "
+                                                   "fixed 32-row forward pass (results do not depend on it).")
     num_workers: int = Field(0, ge=0, description="Loader worker processes decoding items.")
