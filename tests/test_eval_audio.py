@@ -131,6 +131,17 @@ def test_audio_zero_shot_from_class_folders_and_shards(tones):
     assert from_shards["templates"] == ["a sound of {c}.", "This is a sound of {c}."]  # the set's templates file
 
 
+def test_audio_zero_shot_from_a_csv_manifest_with_label_names(tones):
+    folders, _ = tones
+    rows = sorted(folders.rglob("*.wav"), key=lambda p: p.name, reverse=True)  # any order: labels are by name
+    manifest = folders.parent / "clips.csv"
+    manifest.write_text("audio,label\n" + "".join(f"{p.relative_to(folders.parent)},{p.parent.name}\n" for p in rows))
+    model, transforms, tokenizer = tone_model()
+    result = evaluate_task(model, transforms, tokenizer, audio_task(manifest)).result
+    assert result["dataset"]["format"] == "manifest" and result["classnames"] == ["high", "low", "middle"]
+    assert result["metrics"]["top1"] == 1.0 and result["metrics"]["num_samples"] == 12
+
+
 def test_results_do_not_depend_on_batch_size_or_workers(tones):
     _, shards = tones
     model, transforms, tokenizer = tone_model()
