@@ -7,8 +7,6 @@ Score matrices are built `chunk_rows` queries at a time, so memory stays near `b
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 DEFAULT_KS = (1, 5, 10)
@@ -19,18 +17,37 @@ def chunk_rows(num_candidates: int, budget: int = SCORE_BUDGET) -> int:
     return max(1, budget // max(1, num_candidates))
 
 
-def ranks(queries: torch.Tensor, candidates: torch.Tensor,
-          is_match: Callable[[torch.Tensor], torch.Tensor], budget: int = SCORE_BUDGET) -> torch.Tensor:
-    """Rank [Nq] of each query's best matching candidate; `is_match(query_rows)` gives a bool [rows, Nc] mask."""
+def ranks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor,
+          budget: int = SCORE_BUDGET) -> torch.Tensor:
+    """Rank [Nq] of each query's best right candidate; `targets` [Nq, K] lists the right candidates' indices,
+    padded with -1 where a query has fewer than K.
+
+    The right candidates' scores are gathered from the same score chunk, so ties are judged on equal floats;
+    rank = 1 + (candidates scoring ≥ best) − (right ones among them): one pass over each chunk.
+    """
     out = []
     step = chunk_rows(candidates.shape[0], budget)
     for start in range(0, queries.shape[0], step):
-        rows = torch.arange(start, min(start + step, queries.shape[0]))
-        scores = queries[rows] @ candidates.T
-        match = is_match(rows)
-        best = scores.masked_fill(~match, float("-inf")).max(dim=1, keepdim=True).values
-        out.append(1 + ((scores >= best) & ~match).sum(dim=1))
+        scores = queries[start:start + step] @ candidates.T
+        wanted = targets[start:start + step]
+        valid = wanted >= 0
+        right = scores.gather(1, wanted.clamp_min(0)).masked_fill(~valid, float("-inf"))
+        best = right.max(dim=1, keepdim=True).values
+        out.append(1 + (scores >= best).sum(dim=1) - ((right >= best) & valid).sum(dim=1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def grouped_targets(owner: torch.Tensor, num_items: int) -> torch.Tensor:
+    """[num_items, K]: for each item, the indices j with owner[j] == item, padded with -1."""
+    counts = torch.bincount(owner, minlength=num_items)
+    if (counts == 0).any():
+        raise ValueError(f"item {int((counts == 0).nonzero()[0])} has no candidate to retrieve")
+    order = owner.argsort(stable=True)
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(owner)) - first[owner[order]]
+    targets = torch.full((num_items, int(counts.max())), -1, dtype=torch.long)
+    targets[owner[order], slot] = order
+    return targets
 
 
 def rank_summary(query_ranks: torch.Tensor, ks=DEFAULT_KS) -> dict:
@@ -51,9 +68,8 @@ def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tens
     candidate→item: each candidate queries the N items; its own item is the one right answer.
     """
     a, b = names
-    item_index = torch.arange(items.shape[0])
-    forward = ranks(items, texts, lambda rows: rows[:, None] == owner[None, :], budget)
-    backward = ranks(texts, items, lambda rows: owner[rows][:, None] == item_index[None, :], budget)
+    forward = ranks(items, texts, grouped_targets(owner, items.shape[0]), budget)
+    backward = ranks(texts, items, owner[:, None], budget)
     return {f"{a}_to_{b}": rank_summary(forward, ks), f"{b}_to_{a}": rank_summary(backward, ks)}
 
 
@@ -75,11 +91,11 @@ def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "
     """For each modality: retrieve it from the other modalities of the same item, under each scoring."""
     out = {}
     n = next(iter(embeddings.values())).shape[0]
-    diagonal = torch.arange(n)
+    diagonal = torch.arange(n)[:, None]
     for target, candidates in embeddings.items():
         given = [e for m, e in embeddings.items() if m != target]
         for scoring in scorings:
             query = multimodal_query(given, scoring)
-            found = ranks(query, candidates, lambda rows: rows[:, None] == diagonal[None, :], budget)
+            found = ranks(query, candidates, diagonal, budget)
             out[f"{'+'.join(m for m in embeddings if m != target)}_to_{target}/{scoring}"] = rank_summary(found, ks)
     return out
