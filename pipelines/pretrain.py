@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from tqdm import tqdm
 
 from mmcl.config import load_config, save_config
 from mmcl.data import build_loader
 from mmcl.errors import UserError
-from mmcl.eval import geometry
+from mmcl.eval import geometry, run_tasks, scalars
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model, save_model
 from mmcl.models.factory import resolve_model_config
@@ -51,6 +51,9 @@ def check_compatible(cfg: PretrainConfig) -> None:
     missing = [m for m in cfg.data.modalities if m not in model_modalities]
     if missing:
         raise UserError(f"data.modalities lists {missing} but the model has towers only for {model_modalities}")
+    for task in cfg.eval.tasks if cfg.eval is not None else []:
+        if not Path(task.data.path).exists():
+            raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
     checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"
     if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
         raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
@@ -112,6 +115,7 @@ def train(cfg: PretrainConfig) -> Path | None:
         seed=cfg.train.seed, rank=rank,
     )
     start_step = 0
+    best = {}  # {"step", "metric", "value", "folder"} of the best evaluated checkpoint so far
     if cfg.train.resume is not None:
         resume_from = checkpoints.resolve_resume(cfg.train.resume, checkpoint_dir)
         position = checkpoints.read_json(resume_from / "train_state" / f"data_position_{rank}.json")
@@ -119,6 +123,8 @@ def train(cfg: PretrainConfig) -> Path | None:
         # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
         accelerator.load_state(str(resume_from / "train_state"))
         start_step = position["step"]
+        if (checkpoint_dir / "best.json").is_file():
+            best = checkpoints.read_json(checkpoint_dir / "best.json")
         log.info("resumed from %s at step %d", resume_from, start_step)
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,9 +160,37 @@ def train(cfg: PretrainConfig) -> Path | None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             checkpoints.publish(folder)
-            checkpoints.prune(checkpoint_dir, cfg.train.keep_checkpoints, protect=set())
+            checkpoints.prune(checkpoint_dir, cfg.train.keep_checkpoints,
+                              protect={Path(best["folder"])} if best else set())
         accelerator.wait_for_everyone()
         return folder
+
+    eval_cache: dict = {}  # the evaluation data is decoded once per run, not at every evaluation
+
+    def evaluate(step: int) -> dict[str, float]:
+        """Run the evaluation tasks on the main process; every process gets the scalar results."""
+        found: dict | str | None = None
+        if accelerator.is_main_process:
+            try:
+                results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
+                                    cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache)
+                (out_dir / "eval").mkdir(exist_ok=True)
+                checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
+                found = scalars(results)
+                if cfg.eval.best_metric is not None and cfg.eval.best_metric not in found:
+                    raise UserError(f"eval.best_metric={cfg.eval.best_metric} is not among the evaluation's "
+                                    "metrics: " + ", ".join(sorted(found)))
+            except UserError as err:
+                found = str(err)  # raised on every process below, so none is left waiting
+        found = broadcast_object_list([found])[0]
+        if isinstance(found, str):
+            raise UserError(found)
+        return found
+
+    def improves(value: float) -> bool:
+        if not best:
+            return True
+        return value > best["value"] if cfg.eval.best_mode == "max" else value < best["value"]
 
     # --- loop
     progress = tqdm(range(start_step, cfg.train.steps), desc="train", initial=start_step, total=cfg.train.steps,
@@ -212,14 +246,28 @@ def train(cfg: PretrainConfig) -> Path | None:
                 **{f"decode_failures/{reason}": count for reason, count in failures.items()},
                 **batch_geometry(outputs, micro_batches[-1]),
             }
-            accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
+            accelerator.log({k: v for k, v in record.items() if k not in ("step", "decode_failures")}, step=done)
             progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{samples_per_s:.0f}")
             if metrics_file is not None:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
             window_start, data_wait, steps_in_window = time.perf_counter(), 0.0, 0
-        if done == cfg.train.steps or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0):
+        evaluated = {}
+        if cfg.eval is not None and (done % cfg.eval.every == 0 or done == cfg.train.steps):
+            evaluated = evaluate(done)
+            accelerator.log({f"eval/{k}": v for k, v in evaluated.items()}, step=done)
+            if metrics_file is not None:
+                metrics_file.write(json.dumps({"step": done, **{f"eval/{k}": v for k, v in evaluated.items()}}) + "\n")
+                metrics_file.flush()
+        new_best = bool(evaluated) and cfg.eval.best_metric is not None and improves(evaluated[cfg.eval.best_metric])
+        if (new_best or done == cfg.train.steps
+                or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0)):
+            if new_best:  # recorded first, so that pruning in this save already protects it
+                best = {"step": done, "metric": cfg.eval.best_metric, "value": evaluated[cfg.eval.best_metric],
+                        "folder": str(checkpoints.step_folder(checkpoint_dir, done))}
             checkpoint = save_checkpoint(done)
+            if new_best and accelerator.is_main_process:
+                checkpoints.write_json(checkpoint_dir / "best.json", best)
 
     # --- cleanup
     if metrics_file is not None:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from mmcl.config import Section
 from mmcl.data import DataConfig
+from mmcl.eval import EvalConfig
 from mmcl.losses.objective import LossTermConfig
 from mmcl.models import ModelConfig
 from mmcl.optim import OptimConfig
@@ -47,6 +48,17 @@ class TrainLoopConfig(Section):
     )
 
 
+class PeriodicEvalConfig(EvalConfig):
+    """Evaluation tasks run during training on the main process, and which metric picks the best checkpoint."""
+
+    every: int = Field(description="Evaluate every this many steps (and after the last step).", gt=0)
+    best_metric: str | None = Field(
+        None, description="`task-name/metric` (as in the metrics log, e.g. zeroshot_classification/eval/top1) whose "
+        "best value's checkpoint is kept beside the last ones; null: keep only the last ones."
+    )
+    best_mode: Literal["max", "min"] = Field("max", description="Whether a higher or lower best_metric is better.")
+
+
 class PretrainConfig(Section):
     """A pretraining run: model, data, objective, optimiser and loop."""
 
@@ -58,3 +70,4 @@ class PretrainConfig(Section):
     )
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and learning-rate schedule.")
     train: TrainLoopConfig = Field(description="Length, precision, seeding and outputs.")
+    eval: PeriodicEvalConfig | None = Field(None, description="Zero-shot evaluation during training; null: none.")
