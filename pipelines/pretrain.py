@@ -57,7 +57,7 @@ def check_compatible(cfg: PretrainConfig) -> None:
     checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"
     if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
         raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
-                        "(or --resume latest), or choose another train.output_dir")
+                        "(or --resume latest|auto), or choose another train.output_dir")
 
 
 def flat_hparams(tree: dict, prefix: str = "") -> dict:
@@ -116,8 +116,12 @@ def train(cfg: PretrainConfig) -> Path | None:
     )
     start_step = 0
     best = {}  # {"step", "metric", "value", "folder"} of the best evaluated checkpoint so far
-    if cfg.train.resume is not None:
-        resume_from = checkpoints.resolve_resume(cfg.train.resume, checkpoint_dir)
+    resume_from = checkpoints.resolve_resume(cfg.train.resume, checkpoint_dir) if cfg.train.resume else None
+    if resume_from is not None:
+        saved_by = len(list((resume_from / "train_state").glob("data_position_*.json")))
+        if saved_by != world_size:
+            raise UserError(f"{resume_from} was written by {saved_by} process(es); resume it with the same number "
+                            f"(this run has {world_size}) so that every process continues its own data stream")
         position = checkpoints.read_json(resume_from / "train_state" / f"data_position_{rank}.json")
         stream.load_state_dict(position)
         # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
@@ -309,8 +313,9 @@ def register(commands) -> None:
                         help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
     parser.add_argument("--num-processes", type=int, default=1,
                         help="Local processes (gloo on CPU, NCCL on GPUs), launched through torchrun (default 1).")
-    parser.add_argument("--resume", metavar="latest|FOLDER",
-                        help="Continue from the newest checkpoint of train.output_dir, or from FOLDER.")
+    parser.add_argument("--resume", metavar="latest|auto|FOLDER",
+                        help="Continue from the newest checkpoint of train.output_dir (auto: or start afresh if "
+                        "there is none, for requeued jobs), or from FOLDER.")
     parser.set_defaults(func=_run)
 
 

@@ -38,7 +38,8 @@ class TrainLoopConfig(Section):
     )
     keep_checkpoints: int = Field(3, description="How many of the newest checkpoints to keep.", ge=1)
     resume: str | None = Field(
-        None, description="Continue a run: `latest` (newest checkpoint in output_dir) or a checkpoint folder."
+        None, description="Continue a run: `latest` (newest checkpoint in output_dir), `auto` (the same, or a "
+        "fresh start if there is none yet: for requeued jobs) or a checkpoint folder."
     )
     on_nonfinite: Literal["halt", "skip"] = Field(
         "halt", description="When the loss is NaN/inf: stop the run, or skip the step (weights stay untouched)."

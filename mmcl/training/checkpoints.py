@@ -36,13 +36,17 @@ def complete_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def resolve_resume(resume: str, checkpoint_dir: Path) -> Path:
-    """`latest` (the newest complete checkpoint of this run) or an explicit checkpoint folder."""
-    if resume == "latest":
+def resolve_resume(resume: str, checkpoint_dir: Path) -> Path | None:
+    """The checkpoint to continue from: `latest` (the newest complete one of this run; there must be one),
+    `auto` (the same, or None to start afresh when there is none: for jobs that a scheduler may requeue),
+    or an explicit checkpoint folder."""
+    if resume in ("latest", "auto"):
         found = complete_checkpoints(checkpoint_dir)
-        if not found:
-            raise UserError(f"train.resume=latest: no complete checkpoint in {checkpoint_dir}")
-        return found[-1][1]
+        if found:
+            return found[-1][1]
+        if resume == "auto":
+            return None
+        raise UserError(f"train.resume=latest: no complete checkpoint in {checkpoint_dir}")
     folder = Path(resume)
     if not (folder / "train_state").is_dir():
         raise UserError(f"train.resume={resume}: not a training checkpoint (no train_state/ inside)")
