@@ -29,7 +29,7 @@ def main() -> None:
     items = F.normalize(torch.randn(args.items, args.dim, generator=g), dim=1)
     owner = torch.arange(args.items).repeat_interleave(args.captions)
     # Captions near their item, so ranks are spread rather than all first or all random.
-    texts = F.normalize(items[owner] + 1.5 * torch.randn(len(owner), args.dim, generator=g) / args.dim ** 0.5, dim=1)
+    texts = F.normalize(items[owner] + 3.0 * torch.randn(len(owner), args.dim, generator=g) / args.dim ** 0.5, dim=1)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     metrics = paired_retrieval(items, texts, owner, ("image", "text"))
