@@ -24,6 +24,7 @@ from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
 from mmcl.eval import EvalConfig, evaluate_task, run_tasks, scalars
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Loading, embed_source
+from mmcl.eval.report import read_results, write_json
 from mmcl.models.multimodal import MultimodalModel
 from mmcl.models.towers import Tower
 
@@ -168,3 +169,6 @@ def test_run_tasks_restores_training_mode_and_reuses_decoded_data(tones, tmp_pat
     second = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
     assert second["tones"]["metrics"] == first["tones"]["metrics"]
     assert scalars(second)["tones/top1"] == 1.0
+    # run_tasks output, written as a trainer does, is a result file `mmcl eval --compare` reads.
+    write_json(first, tmp_path / "first.json")
+    assert [r["name"] for r in read_results(tmp_path / "first.json")] == ["tones"]

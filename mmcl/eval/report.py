@@ -1,6 +1,7 @@
 """Result files: JSON for machines, a Markdown summary for people, and side-by-side comparison of two results.
 
-A result file holds one task's result, or several under `results` (see `task_results`).
+A result file holds one task's result, several under `results` (`mmcl eval`), or several keyed by task name
+(`run_tasks`, as a trainer writes them); `task_results` reads all three.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ def write_json(data: dict, path: str | Path) -> Path:
 
 
 def task_results(data: dict) -> list[dict]:
-    """The task results in a result file's contents, whichever of the two shapes it has."""
-    return data["results"] if "results" in data else [data]
+    """The task results in a result file's contents, whichever of the three shapes it has."""
+    if "results" in data:
+        return data["results"]
+    if "metrics" in data:
+        return [data]
+    return list(data.values())
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -31,7 +36,7 @@ def read_results(path: str | Path) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not a JSON result file: {err}") from None
-    if not isinstance(data, dict) or not all("metrics" in r for r in task_results(data)):
+    if not isinstance(data, dict) or not all(isinstance(r, dict) and "metrics" in r for r in task_results(data)):
         raise UserError(f"{path}: not an mmcl eval result (no metrics)")
     return task_results(data)
 
