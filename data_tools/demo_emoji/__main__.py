@@ -29,14 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="output folder")
     parser.add_argument("--languages", default=",".join(DEMO_LANGUAGES),
                         help=f"comma-separated emoji name languages (default {','.join(DEMO_LANGUAGES)}; all: "
-                        "en,es,ja,ko,pt,it,fr,de,fa,id,zh,ru,tr,ar)")
+                        "en,es,ja,ko,pt,it,fr,de,fa,id,zh,ru,tr,ar; ja audio is poor: eSpeak NG does not read kanji)")
     parser.add_argument("--heldout-fraction", type=float, default=0.15, help="share of emoji held out of training (default 0.15)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the held-out set and --max-emoji sample")
     parser.add_argument("--max-emoji", type=int, help="use at most this many emoji (a seeded sample)")
     parser.add_argument("--skin-tones", action="store_true", help="also use skin-tone variants (default: left out)")
     parser.add_argument("--voice", action="append", default=[], metavar="LANG=VOICE",
                         help="eSpeak NG voice for a language, e.g. en=en-gb; repeatable")
-    parser.add_argument("--workers", type=int, default=1, help="processes speaking in parallel, one language each")
+    parser.add_argument("--workers", type=int, help="processes speaking in parallel, one language each (default: one per core)")
     args = parser.parse_args(argv)
     try:
         summary = build_emoji_dataset(

@@ -8,6 +8,7 @@ emoji together) is held out, so evaluation on it is zero-shot; the Unicode subgr
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -40,12 +41,13 @@ def build_emoji_dataset(
     max_emoji: int | None = None,
     skip_skin_tones: bool = True,
     voices: dict[str, str] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> dict:
     """Write ``train.jsonl`` / ``heldout.jsonl`` manifests with the images and audio they name into ``out_dir``.
 
     Also writes ``classnames.txt`` and ``zeroshot_classification_templates.txt`` (the subgroup task),
-    ``LICENSES.md`` and the ``build.json`` stamp. A build whose options and source versions match the
+    ``LICENSES.md`` and the ``build.json`` stamp. ``workers`` processes speak one language each (default: one
+    per core). A build whose options and source versions match the
     stamp returns its summary without doing any work (``summary["cached"]`` is True).
     """
     out = Path(out_dir)
@@ -53,7 +55,7 @@ def build_emoji_dataset(
     stamp = {"format": FORMAT, "options": options, "versions": sources.versions()}
     previous = _read_stamp(out)
     if previous and {k: previous.get(k) for k in stamp} == stamp and all((out / f"{s}.jsonl").exists() for s in SPLITS):
-        return previous["summary"] | {"cached": True}
+        return previous["summary"] | {"out_dir": str(out), "cached": True}
 
     start = time.perf_counter()
     for language in options["languages"]:
@@ -176,14 +178,15 @@ def _speak_language(out: Path, language: str, voice: str, phrases: list[tuple[st
     return seconds
 
 
-def _speak_all(out: Path, chosen, languages: list[str], voices, workers: int) -> dict[tuple[str, str], float]:
+def _speak_all(out: Path, chosen, languages: list[str], voices, workers: int | None) -> dict[tuple[str, str], float]:
     jobs = [(out, lang, voice_for(lang, voices), [(item.stem, sources.name(item, lang)) for item in chosen])
             for lang in languages]
-    if workers <= 1 or len(jobs) == 1:
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers == 1:
         results = [_speak_language(*job) for job in jobs]
     else:
         # One task per language, so each worker sets a voice once; fork keeps the loaded name tables.
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             results = list(pool.map(_speak_language, *zip(*jobs)))
     return {key: value for result in results for key, value in result.items()}
 
