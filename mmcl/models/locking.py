@@ -16,7 +16,8 @@ def layer_groups(tower: Tower) -> list[list[str]]:
 
 
 def lock(tower: Tower, unlocked_layers: int = 0) -> None:
-    """Stop gradients to all but the last `unlocked_layers` groups, and freeze BatchNorm statistics there."""
+    """Stop gradients to all but the last `unlocked_layers` groups; BatchNorms in locked groups stop updating
+    their running statistics too."""
     groups = layer_groups(tower)
     if unlocked_layers > len(groups):
         raise UserError(f"unlocked_layers is {unlocked_layers} but the tower has only {len(groups)} layer groups")

@@ -80,6 +80,8 @@ def hf_text(cfg: HFTextTowerConfig, embed_dim: int) -> Tower:
     if getattr(model, "pooler", None) is not None:
         # Pooling reads last_hidden_state; an unused pooler head would only hold never-trained parameters.
         model.pooler = None
+    if tokenizer.tokenizer.pad_token_id is None:
+        raise UserError(f"{cfg.path}: the tokenizer has no pad token, which the tower needs to mask padding")
     encoder = HFTextEncoder(model, tokenizer.tokenizer.pad_token_id, cfg.pooling)
     if cfg.proj == "none" and encoder.width != embed_dim:
         raise UserError(f"{cfg.path}: proj none needs embed_dim equal to the encoder width {encoder.width}, "
