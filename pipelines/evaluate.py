@@ -17,8 +17,7 @@ import torch
 
 from mmcl.config import load_config, validate
 from mmcl.errors import UserError
-from mmcl.eval import EvalConfig, evaluate_task
-from mmcl.eval import zeroshot
+from mmcl.eval import EvalConfig, evaluate_task, zeroshot
 from mmcl.eval.report import compare, markdown, read_results, write_json
 from mmcl.eval.zeroshot import DEFAULT_TEMPLATES
 from mmcl.models import create_model, list_models, load_model
@@ -99,13 +98,15 @@ def zero_shot_classification(checkpoint: str | Path, data_dir: str | Path, templ
 
 
 def write_result(result: dict, path: str | Path) -> Path:
+    """Write one result as JSON (kept for callers of the first evaluation recipe, e.g. the demo)."""
     return write_json(result, path)
 
 
 def _config_from_args(args) -> EvalConfig:
     if args.tasks:
-        if args.data:
-            raise UserError("give --data (with --task) or --tasks FILE.yaml, not both")
+        if args.data or args.templates or args.classnames or args.modalities:
+            raise UserError("--tasks FILE.yaml holds each task's data, templates, class names and modalities; "
+                            "drop --data/--templates/--classnames/--modalities")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
                                                    f"num_workers={args.num_workers}"])
     if not args.data:
