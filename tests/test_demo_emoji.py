@@ -119,3 +119,14 @@ def test_emoji_without_image_or_name_are_skipped_and_counted(tmp_path, monkeypat
     summary = build_emoji_dataset(tmp_path, ["en"], max_emoji=5)
     assert summary["skipped"] == {"no_image": 1, "no_name": 1}
     assert summary["rows"]["train"] + summary["rows"]["heldout"] == 5
+
+
+def test_a_name_spoken_as_silence_is_skipped_and_counted(tmp_path, monkeypatch):
+    from data_tools.demo_emoji.speech import Speaker
+
+    speak = Speaker.say
+    monkeypatch.setattr(Speaker, "say", lambda self, text: speak(self, text)[:0] if " " in text else speak(self, text))
+    summary = build_emoji_dataset(tmp_path, ["en"], max_emoji=30, heldout_fraction=0)
+    spoken = rows(tmp_path, "train")
+    assert summary["skipped"]["no_audio"] == 30 - len(spoken) > 0
+    assert spoken and all(" " not in r["caption"] for r in spoken)

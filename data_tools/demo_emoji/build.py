@@ -47,8 +47,9 @@ def build_emoji_dataset(
 
     Also writes ``classnames.txt`` and ``zeroshot_classification_templates.txt`` (the subgroup task),
     ``LICENSES.md`` and the ``build.json`` stamp. ``workers`` processes speak one language each (default: one
-    per core). A build whose options and source versions match the
-    stamp returns its summary without doing any work (``summary["cached"]`` is True).
+    per core). A build whose options and source versions match the stamp returns its summary without doing
+    any work (``summary["cached"]`` is True). ``summary["skipped"]`` counts emoji left out for a missing PNG
+    (``no_image``) or name (``no_name``), and rows whose name eSpeak produced no sound for (``no_audio``).
     """
     out = Path(out_dir)
     options = _check_options(list(languages), heldout_fraction, seed, max_emoji, skip_skin_tones, voices)
@@ -73,8 +74,7 @@ def build_emoji_dataset(
     rows = {split: [] for split in SPLITS}
     for item in chosen:
         for language in options["languages"]:
-            seconds = spoken.get((item.stem, language))
-            if seconds is None:
+            if (item.stem, language) not in spoken:
                 skipped["no_audio"] += 1
                 continue
             split = "heldout" if item.base in heldout else "train"
