@@ -6,6 +6,7 @@ generate captioned shapes (+ a held-out evaluation set) ▶ `mmcl shards prepare
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from data_tools import demo_shapes
@@ -32,6 +33,7 @@ def run_demo(output_dir: str | Path, steps: int | None = None, train_per_class: 
         raise RuntimeError("shard preparation failed (see the message above)")
 
     print(f"[3/4] training (config {DEMO_CONFIG.name})")
+    shutil.rmtree(out / "run", ignore_errors=True)  # the demo always trains afresh; a real run would refuse
     overrides = [f"data.train_shards={out / 'shards'}", f"train.output_dir={out / 'run'}"]
     if steps is not None:
         overrides.append(f"train.steps={steps}")

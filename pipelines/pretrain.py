@@ -92,7 +92,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def train(cfg: PretrainConfig) -> Path | None:
-    """Run the training loop; returns the final checkpoint's folder on the main process, None elsewhere."""
+    """Run the training loop; returns the final model folder (`.../step-N/model`) on the main process, else None."""
     # --- setup
     check_compatible(cfg)
     out_dir = Path(cfg.train.output_dir)
@@ -279,7 +279,7 @@ def train(cfg: PretrainConfig) -> Path | None:
     accelerator.end_training()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    return checkpoint if accelerator.is_main_process else None
+    return checkpoint / "model" if accelerator.is_main_process else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(PretrainConfig, args[0], args[1:])
     checkpoint = train(cfg)
     if checkpoint is not None:
-        print(f"checkpoint: {checkpoint / 'model'}")
+        print(f"checkpoint: {checkpoint}")
     return 0
 
 

@@ -22,7 +22,7 @@ def test_prepare_train_eval_through_the_cli(tmp_path, capsys):
     run = tmp_path / "run"
     assert mmcl(["train", "configs/demo.yaml", f"data.train_shards={tmp_path / 'shards'}", f"train.output_dir={run}",
                  "train.steps=40", "data.batch_size=32", "train.log_every=20", "optim.warmup_steps=5"]) == 0
-    checkpoint = run / "checkpoints" / "step-00000040"
+    checkpoint = run / "checkpoints" / "step-00000040" / "model"
     assert (checkpoint / "model.safetensors").is_file()
     assert "steps: 40" in (run / "config.yaml").read_text()  # the resolved config sits next to the outputs
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

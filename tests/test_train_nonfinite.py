@@ -60,4 +60,4 @@ def test_skip_leaves_weights_of_that_step_unchanged(monkeypatch, shards, tmp_pat
     assert all(torch.equal(step[1][k], step[2][k]) for k in step[1])  # the skipped step changed nothing
     assert not all(torch.equal(step[2][k], step[3][k]) for k in step[2])  # the next one trained again
     assert all(torch.isfinite(v).all() for v in step[3].values())
-    assert checkpoint == tmp_path / "skip" / "checkpoints" / "step-00000003"
+    assert checkpoint == tmp_path / "skip" / "checkpoints" / "step-00000003" / "model"
