@@ -13,7 +13,6 @@ import random
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -181,13 +180,12 @@ def _speak_language(out: Path, language: str, voice: str, phrases: list[tuple[st
 def _speak_all(out: Path, chosen, languages: list[str], voices, workers: int | None) -> dict[tuple[str, str], float]:
     jobs = [(out, lang, voice_for(lang, voices), [(item.stem, sources.name(item, lang)) for item in chosen])
             for lang in languages]
+    # eSpeak's output depends on what its process said before (the wave generator keeps state), so each
+    # language is spoken by a fresh child forked from this process, which only ever checks voices: the
+    # audio is then the same for any number of workers. Fork also keeps the loaded name tables.
     workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if workers == 1:
-        results = [_speak_language(*job) for job in jobs]
-    else:
-        # One task per language, so each worker sets a voice once; fork keeps the loaded name tables.
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            results = list(pool.map(_speak_language, *zip(*jobs)))
+    with get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+        results = pool.starmap(_speak_language, jobs, chunksize=1)
     return {key: value for result in results for key, value in result.items()}
 
 
