@@ -7,6 +7,8 @@ parallel builds use processes, never threads.
 from __future__ import annotations
 
 import ctypes
+import difflib
+import itertools
 
 import numpy as np
 
@@ -22,6 +24,12 @@ _CHARS_UTF8 = 1
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
+class _Voice(ctypes.Structure):  # espeak_VOICE in speak_lib.h
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+
+
 def voice_for(language: str, voices: dict[str, str] | None = None) -> str:
     return (voices or {}).get(language) or DEFAULT_VOICES.get(language, language)
 
@@ -34,6 +42,7 @@ class Speaker:
         lib = ctypes.CDLL(loader.get_library_path())
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.rate = lib.espeak_Initialize(_SYNCHRONOUS, 0, loader.get_data_path().encode(), 0)
@@ -51,7 +60,17 @@ class Speaker:
     def set_voice(self, voice: str) -> None:
         # A failed call keeps the previous voice, so a typo would silently speak in the wrong language.
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise UserError(f"eSpeak NG has no voice {voice!r} (see `espeak-ng --voices`, e.g. en-us, es, fr, de, cmn)")
+            close = difflib.get_close_matches(voice, self.voices(), n=5, cutoff=0.5)
+            raise UserError(f"eSpeak NG has no voice {voice!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+
+    def voices(self) -> list[str]:
+        """The language code of every installed voice, e.g. en-us, es, cmn."""
+        listed, codes = self._lib.espeak_ListVoices(None), []
+        for i in itertools.count():
+            if not listed[i]:
+                return codes
+            # ``languages`` is a priority byte followed by the code.
+            codes.append(listed[i].contents.languages[1:].decode())
 
     def say(self, text: str) -> np.ndarray:
         self._chunks.clear()
