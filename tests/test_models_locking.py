@@ -8,10 +8,10 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from mmcl.config import ConfigError
 from mmcl.errors import UserError
-from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 from mmcl.models import create_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.models.locking import layer_groups
+from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 
 CNN_AUDIO = {"type": "audio_cnn", "channels": [4, 8], "front_end": {"clip_seconds": 0.5}}
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from mmcl.errors import UserError
-from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 from mmcl.models import create_model, load_model, save_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.models.weights import read_state_dict
+from tests.test_models_foundation import single_thread  # noqa: F401  (autouse)
 
 TINY = resolve_model_config("tiny")
 
