@@ -103,6 +103,10 @@ def train(cfg: PretrainConfig) -> Path | None:
     rank, world_size = accelerator.process_index, accelerator.num_processes
     set_seed(cfg.train.seed)
     model, transforms, tokenizer = create_model(cfg.model)
+    for modality in set(model.modalities) - set(cfg.data.modalities):
+        # No data reaches this tower: frozen, it stays out of the optimiser and DDP's gradient reduction.
+        model.towers[modality].requires_grad_(False)
+        log.info("tower %r is frozen: data.modalities does not list it", modality)
     objective = Objective(cfg.loss)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
