@@ -13,12 +13,6 @@ from mmcl.eval.retrieval import DEFAULT_KS
 Modality = Literal["image", "text", "audio"]
 
 
-def _distinct(modalities):
-    if len(set(modalities)) != len(modalities):
-        raise ValueError(f"the modalities must differ, got {list(modalities)}")
-    return modalities
-
-
 class DataSpec(Section):
     """Where a task's samples come from."""
 
@@ -54,20 +48,26 @@ class ZeroShotClassificationTask(_Task):
                            "off, such a mismatch between class names and labels is an error.")
 
 
-class RetrievalTask(_Task):
+class _ModalitiesTask(_Task):
+    """A task over several modalities of the same items, which must differ."""
+
+    @field_validator("modalities", check_fields=False)
+    @classmethod
+    def _distinct(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"the modalities must differ, got {list(value)}")
+        return value
+
+
+class RetrievalTask(_ModalitiesTask):
     """Retrieve items of one modality from another, in both directions; items may have several captions."""
 
     type: Literal["retrieval"] = Field(description="Task kind.")
     modalities: tuple[Modality, Modality] = Field(("image", "text"), description="The two modalities.")
     ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
 
-    @field_validator("modalities")
-    @classmethod
-    def _different(cls, value):
-        return _distinct(value)
 
-
-class MultimodalRetrievalTask(_Task):
+class MultimodalRetrievalTask(_ModalitiesTask):
     """For each of three modalities, retrieve it from the other two of the same item."""
 
     type: Literal["multimodal_retrieval"] = Field(description="Task kind.")
@@ -78,27 +78,16 @@ class MultimodalRetrievalTask(_Task):
                                             "multilinear inner product.")
     ks: list[int] = Field(list(DEFAULT_KS), description="Cut-offs for recall@k.")
 
-    @field_validator("modalities")
-    @classmethod
-    def _different(cls, value):
-        return _distinct(value)
 
-
-class GeometryTask(_Task):
+class GeometryTask(_ModalitiesTask):
     """Modality gap, separability, alignment, uniformity and effective rank of the embeddings."""
 
     type: Literal["geometry"] = Field(description="Task kind.")
-    modalities: list[Modality] = Field(["image", "text"], description="Two or more modalities; each pair is "
-                                                                      "measured. Text: each item's first caption.")
+    modalities: list[Modality] = Field(["image", "text"], min_length=2,
+                                       description="Two or more modalities; each pair is measured. Text: each "
+                                                   "item's first caption.")
     max_probe_samples: int = Field(10_000, gt=1, description="Items per modality used by the linear-separability "
                                                              "probe (the first ones, in source order).")
-
-    @field_validator("modalities")
-    @classmethod
-    def _different(cls, value):
-        if len(value) < 2:
-            raise ValueError("list two or more modalities")
-        return _distinct(value)
 
 
 EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask],
