@@ -7,11 +7,9 @@ import pytest
 import soundfile
 from PIL import Image
 
-pytest.importorskip("espeakng_loader", reason='needs the demo extra: pip install -e ".[demo]"')
-
-from data_tools.demo_emoji import build_emoji_dataset, sources  # noqa: E402
-from data_tools.demo_emoji.__main__ import main as builder_main  # noqa: E402
-from mmcl.errors import UserError  # noqa: E402
+from data_tools.demo_emoji import build_emoji_dataset, sources
+from data_tools.demo_emoji.__main__ import main as builder_main
+from mmcl.errors import UserError
 from pipelines.cli import main as mmcl_main  # noqa: E402
 
 SMALL = dict(languages=["en", "es"], max_emoji=20, heldout_fraction=0.25, seed=3)
