@@ -23,6 +23,11 @@ class TrainLoopConfig(Section):
         "of them, as one batch accum_steps times larger would.", ge=1,
     )
     seed: int = Field(0, description="Seed for weights, shuffling and augmentation.")
+    cpu_threads: int | None = Field(
+        None, description="Compute threads per process when training on CPU; null: the cores left to each process "
+        "after its data.num_workers loader workers (at least 1), so compute and decoding do not fight for cores.",
+        ge=1,
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Compute precision: fp32, or mixed bf16 / fp16 (fp16 with loss scaling)."
     )
