@@ -62,6 +62,22 @@ class TowerCommon(Section):
         return self
 
 
+class ImageAugmentConfig(Section):
+    """Training-time image augmentation (open_clip's AugmentationCfg); evaluation always uses a plain resize and crop."""
+
+    scale: tuple[float, float] = Field((0.9, 1.0), description="Area range of the random resized crop.")
+    color_jitter: tuple[float, float, float, float] | None = Field(
+        None, description="Colour jitter strengths (brightness, contrast, saturation, hue); null: none.")
+    color_jitter_prob: float | None = Field(None, ge=0, le=1, description="Probability of applying the colour jitter.")
+
+    @model_validator(mode="after")
+    def _jitter_needs_strengths(self):
+        if self.color_jitter_prob and self.color_jitter is None:
+            raise ValueError("color_jitter_prob needs color_jitter strengths (brightness, contrast, saturation, hue)")
+        return self
+    gray_scale_prob: float | None = Field(None, ge=0, le=1, description="Probability of turning an image grey.")
+
+
 class OpenClipVisionTowerConfig(TowerCommon):
     """An open_clip vision tower (ViT, ModifiedResNet or timm trunk) built from open_clip's `vision_cfg`."""
 
@@ -72,6 +88,7 @@ class OpenClipVisionTowerConfig(TowerCommon):
     quick_gelu: bool = Field(False, description="Use QuickGELU activations (OpenAI-trained weights need it).")
     mean: tuple[float, float, float] = Field(OPENAI_MEAN, description="Per-channel normalisation mean.")
     std: tuple[float, float, float] = Field(OPENAI_STD, description="Per-channel normalisation std.")
+    augment: ImageAugmentConfig = Field(default_factory=ImageAugmentConfig, description="Training augmentation.")
 
     @field_validator("cfg")
     @classmethod
@@ -94,6 +111,7 @@ class TimmImageTowerConfig(TowerCommon):
     image_size: int = Field(224, gt=0, description="Square input size in pixels.")
     mean: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation mean; null: the timm model's default.")
     std: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation std; null: the timm model's default.")
+    augment: ImageAugmentConfig = Field(default_factory=ImageAugmentConfig, description="Training augmentation.")
 
 
 class OpenClipTextTowerConfig(TowerCommon):

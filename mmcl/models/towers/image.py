@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import timm
 from open_clip.model import CLIPVisionCfg, _build_vision_tower
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.timm_model import TimmModel
-from open_clip.transform import image_transform
+from open_clip.transform import AugmentationCfg, image_transform
 from timm.data import resolve_model_data_config
 from torch import nn
 
 from mmcl.errors import UserError
-from mmcl.models.config import OpenClipVisionTowerConfig, TimmImageTowerConfig
+from mmcl.models.config import ImageAugmentConfig, OpenClipVisionTowerConfig, TimmImageTowerConfig
 from mmcl.models.towers.base import Tower, prefixed_matcher, register_tower
 
 # Layer groups of open_clip's own vision transformer and ModifiedResNet, stem first (the head is unmatched).
@@ -22,9 +24,14 @@ _OPEN_CLIP_VIT_GROUPS = {
 _MODIFIED_RESNET_GROUPS = {"stem": r"^encoder\.(?:conv|bn)\d", "blocks": [(r"^encoder\.layer(\d+)", None)]}
 
 
-def _image_transforms(size: int, mean, std) -> dict:
+def _image_transforms(size: int, mean, std, augment: ImageAugmentConfig) -> dict:
+    with warnings.catch_warnings():
+        # open_clip applies colour jitter and grey-scale but still lists them as "unused" in a warning.
+        warnings.filterwarnings("ignore", message="Unused augmentation cfg items")
+        train = image_transform(size, is_train=True, mean=mean, std=std,
+                                aug_cfg=AugmentationCfg(**augment.model_dump()))
     return {
-        "train_transform": image_transform(size, is_train=True, mean=mean, std=std),
+        "train_transform": train,
         "eval_transform": image_transform(size, is_train=False, mean=mean, std=std),
         "input_shape": (3, size, size),
     }
@@ -39,7 +46,7 @@ def open_clip_vision(cfg: OpenClipVisionTowerConfig, embed_dim: int) -> Tower:
         groups = _MODIFIED_RESNET_GROUPS
     else:
         groups = _OPEN_CLIP_VIT_GROUPS
-    return Tower(encoder, group_matcher=groups, **_image_transforms(cfg.image_size, cfg.mean, cfg.std))
+    return Tower(encoder, group_matcher=groups, **_image_transforms(cfg.image_size, cfg.mean, cfg.std, cfg.augment))
 
 
 def timm_trunk(model_name: str, **kwargs) -> nn.Module:
@@ -63,5 +70,5 @@ def timm_image(cfg: TimmImageTowerConfig, embed_dim: int) -> Tower:
         trunk,
         nn.Linear(trunk.num_features, embed_dim, bias=False),
         group_matcher=prefixed_matcher(trunk.group_matcher(), r"encoder\."),
-        **_image_transforms(cfg.image_size, cfg.mean or data_cfg["mean"], cfg.std or data_cfg["std"]),
+        **_image_transforms(cfg.image_size, cfg.mean or data_cfg["mean"], cfg.std or data_cfg["std"], cfg.augment),
     )
