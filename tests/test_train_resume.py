@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.train_fixtures import overrides, shape_shards
 
-STEPS = 8
+STEPS = 20  # long enough after the last possible kill point that the kill lands mid-run
 
 
 def train_command(shards, out, *extra) -> list[str]:
@@ -38,14 +38,14 @@ def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path)
     subprocess.run(train_command(shards, reference), check=True, env=env, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    kill_after = random.Random().choice([2, 4, 6])  # a random checkpoint, then a random moment after it
+    kill_after = random.Random().choice([2, 4, 6, 8])  # a random checkpoint, then a random moment after it
     proc = subprocess.Popen(train_command(shards, killed), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while not (killed / "checkpoints" / f"step-{kill_after:08d}").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
         time.sleep(0.05)
-    time.sleep(random.uniform(0, 1.0))
+    time.sleep(random.uniform(0, 0.1))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "checkpoints" / f"step-{STEPS:08d}").exists(), "killed too late to test anything"
