@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import re
 import statistics
@@ -60,19 +61,22 @@ def open_clip_model_config(folder: Path) -> Path:
     return path
 
 
-def run_open_clip(work: Path, urls: str, args) -> list[float]:
+def run_open_clip(work: Path, urls: str, args, threads: int | None = None) -> list[float]:
+    """open_clip's trainer; `threads` sets OMP_NUM_THREADS (None: its default, one thread per core)."""
+    name = f"bench-threads-{threads or 'default'}"
     command = [
         sys.executable, "-c", OPEN_CLIP_ENTRY, str(open_clip_model_config(work)),
         "--model", "mmcl-tiny", "--train-data", urls, "--dataset-type", "webdataset",
         "--train-num-samples", str(args.steps * args.batch_size), "--epochs", "1",
         "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--precision", "fp32",
         "--lr", "1e-3", "--wd", "0.1", "--warmup", "10", "--seed", "0", "--log-every-n-steps", str(args.log_every),
-        "--logs", str(work / "open_clip_logs"), "--name", "bench", "--save-frequency", "0",
+        "--logs", str(work / "open_clip_logs"), "--name", name, "--save-frequency", "0",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=work)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=work, env=env)
     if result.returncode != 0:
         raise SystemExit(f"open_clip_train failed:\n{result.stderr[-4000:]}")
-    log = (work / "open_clip_logs" / "bench" / "out.log").read_text()
+    log = (work / "open_clip_logs" / name / "out.log").read_text()
     # "Batch (t): 0.512, 125.1/s, 125.1/s/gpu": the samples/s of each logging window.
     return [float(v) for v in re.findall(r"Batch \(t\): [\d.]+, ([\d.]+)/s,", log)]
 
@@ -111,14 +115,18 @@ def main() -> None:
         work = Path(tmp)
         urls = write_shards(work / "shards", args.shards, args.per_shard)
         oc = run_open_clip(work, urls, args)
+        # mmcl gives compute the cores its loader workers leave free; the same thread budget for open_clip:
+        oc_matched = run_open_clip(work, urls, args, threads=max(1, (os.cpu_count() or 1) - args.workers))
         ours, waits = run_mmcl(work, work / "shards", args, processes=1)
         ours2, _ = run_mmcl(work, work / "shards", args, processes=2)
 
-    oc_sps, our_sps, our2_sps = steady(oc), steady(ours), steady(ours2)
+    oc_sps, oc_matched_sps, our_sps, our2_sps = steady(oc), steady(oc_matched), steady(ours), steady(ours2)
     print(f"model mmcl tiny (open_clip towers), fp32, batch {args.batch_size}, {args.workers} workers, "
           f"{args.steps} steps, median samples/s over logging windows after the first")
-    print(f"open_clip_train.main, 1 process : {oc_sps:8.1f} samples/s")
-    print(f"mmcl train, 1 process           : {our_sps:8.1f} samples/s   ratio vs open_clip {our_sps / oc_sps:.2f}x")
+    print(f"open_clip_train.main, 1 process : {oc_sps:8.1f} samples/s   (its default threads)")
+    print(f"open_clip_train.main, matched   : {oc_matched_sps:8.1f} samples/s   (OMP_NUM_THREADS = mmcl's choice)")
+    print(f"mmcl train, 1 process           : {our_sps:8.1f} samples/s   ratio vs open_clip {our_sps / oc_sps:.2f}x "
+          f"(default threads), {our_sps / oc_matched_sps:.2f}x (matched threads)")
     print(f"mmcl data-wait fraction         : {statistics.median(waits[1:]):.3f} of step time (median)")
     print(f"mmcl train, 2 processes         : {our2_sps:8.1f} samples/s   scaling vs 1 process "
           f"{our2_sps / our_sps:.2f}x (efficiency {our2_sps / (2 * our_sps):.0%})")
