@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from itertools import combinations
 from pathlib import Path
 
@@ -35,8 +36,8 @@ from mmcl.losses.objective import Objective
 from mmcl.models import create_model, save_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.optim import build_optimizer, build_scheduler
-from mmcl.training import checkpoints
-from mmcl.training.accumulation import forward_backward
+from mmcl.training import checkpoints, fsdp
+from mmcl.training.accumulation import concat_batches, forward_backward
 from mmcl.training.data_stream import DataStream
 from mmcl.training.launch import launch_local
 from pipelines.pretrain_config import PretrainConfig
@@ -55,6 +56,8 @@ def check_compatible(cfg: PretrainConfig) -> None:
     for task in cfg.eval.tasks if cfg.eval is not None else []:
         if not Path(task.data.path).exists():
             raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
+    if cfg.train.fsdp is not None:
+        fsdp.require_gpu()
     checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"
     if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
         raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
@@ -80,7 +83,7 @@ def flat_hparams(tree: dict, prefix: str = "") -> dict:
 
 
 def batch_geometry(outputs: dict, batch: dict) -> dict:
-    """Modality gap and uniformity of this process's last micro-batch: a cheap live view of the space."""
+    """Modality gap and uniformity of this process's rows of the step: a cheap live view of the space."""
     modalities = [m for m in outputs if outputs[m].ndim == 2]
     found = {}
     for m in modalities:
@@ -105,14 +108,19 @@ def train(cfg: PretrainConfig) -> Path | None:
     check_compatible(cfg)
     out_dir = Path(cfg.train.output_dir)
     checkpoint_dir = out_dir / "checkpoints"
-    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
-    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available(),
-                              log_with=cfg.train.trackers or None, project_dir=str(out_dir))
-    rank, world_size = accelerator.process_index, accelerator.num_processes
-    if accelerator.device.type == "cpu":
-        torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers))
     set_seed(cfg.train.seed)
     model, transforms, tokenizer = create_model(cfg.model)
+    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
+    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available(),
+                              log_with=cfg.train.trackers or None, project_dir=str(out_dir),
+                              fsdp_plugin=fsdp.build_plugin(cfg.train.fsdp, model) if cfg.train.fsdp else None)
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+    sharded = cfg.train.fsdp is not None
+    if sharded:
+        fsdp.check_enabled(accelerator.distributed_type, world_size)
+        log.info("FSDP shard units: %s", ", ".join(accelerator.state.fsdp_plugin.transformer_cls_names_to_wrap))
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers))
     for modality in set(model.modalities) - set(cfg.data.modalities):
         # No data reaches this tower: frozen, it stays out of the optimiser and DDP's gradient reduction.
         model.towers[modality].requires_grad_(False)
@@ -168,9 +176,10 @@ def train(cfg: PretrainConfig) -> Path | None:
     def save_checkpoint(step: int) -> Path:
         folder = checkpoints.step_folder(checkpoint_dir, step)
         staging = checkpoints.temporary(folder)
+        weights = accelerator.get_state_dict(model)  # gathered from every process's shard under FSDP
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
-            save_model(unwrapped, staging / "model")
+            save_model(unwrapped, staging / "model", weights)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(staging / "train_state"), safe_serialization=True)
         checkpoints.write_json(staging / "train_state" / f"data_position_{rank}.json",
@@ -186,15 +195,18 @@ def train(cfg: PretrainConfig) -> Path | None:
     eval_cache: dict = {}  # the evaluation data is decoded once per run, not at every evaluation
 
     def evaluate(step: int) -> dict[str, float]:
-        """Run the evaluation tasks on the main process; every process gets the scalar results."""
+        """Run the evaluation tasks on the main process, or on all of them in step when the model is sharded (each
+        forward gathers parameters from every process); every process gets the main process's scalar results."""
         found: dict | str | None = None
-        if accelerator.is_main_process:
+        if accelerator.is_main_process or sharded:
             try:
-                results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
-                                    cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache)
-                (out_dir / "eval").mkdir(exist_ok=True)
-                checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
+                with fsdp.root_gathered(model) if sharded else nullcontext():
+                    results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
+                                        cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache)
                 found = scalars(results)
+                if accelerator.is_main_process:
+                    (out_dir / "eval").mkdir(exist_ok=True)
+                    checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
                 if cfg.eval.best_metric is not None and cfg.eval.best_metric not in found:
                     raise UserError(f"eval.best_metric={cfg.eval.best_metric} is not among the evaluation's "
                                     "metrics: " + ", ".join(sorted(found)))
@@ -262,7 +274,7 @@ def train(cfg: PretrainConfig) -> Path | None:
                 "data_wait_fraction": data_wait / elapsed,
                 "decode_failures": sum(failures.values()),
                 **{f"decode_failures/{reason}": count for reason, count in failures.items()},
-                **batch_geometry(outputs, micro_batches[-1]),
+                **batch_geometry(outputs, concat_batches(micro_batches)),
             }
             accelerator.log({k: v for k, v in record.items() if k not in ("step", "decode_failures")}, step=done)
             progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{samples_per_s:.0f}")

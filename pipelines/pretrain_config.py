@@ -12,6 +12,7 @@ from mmcl.eval import EvalConfig
 from mmcl.losses.objective import LossTermConfig
 from mmcl.models import ModelConfig
 from mmcl.optim import OptimConfig
+from mmcl.training.fsdp import FsdpConfig
 
 
 class TrainLoopConfig(Section):
@@ -30,6 +31,10 @@ class TrainLoopConfig(Section):
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Compute precision: fp32, or mixed bf16 / fp16 (fp16 with loss scaling)."
+    )
+    fsdp: FsdpConfig | None = Field(
+        None, description="Shard the model across processes with FSDP2 (GPU backends only; see the README); "
+        "null: DDP, every process holding a full copy."
     )
     output_dir: str = Field("runs/default", description="Folder for the resolved config, metrics log and checkpoints.")
     log_every: int = Field(10, description="Write a metrics line every this many steps.", gt=0)

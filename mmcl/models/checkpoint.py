@@ -37,13 +37,14 @@ def _self_contained_config(model, folder: Path) -> ModelConfig:
     return model.config.model_copy(update={"towers": towers})
 
 
-def save_model(model, folder: str | Path) -> Path:
-    """Write weights and config atomically: into a temporary folder, then renamed into place."""
+def save_model(model, folder: str | Path, state: dict | None = None) -> Path:
+    """Write weights and config atomically: into a temporary folder, then renamed into place. `state` is the
+    model's full state dict when it cannot be read off `model` itself (gathered from FSDP shards)."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in (state or model.state_dict()).items()}
     save_file(state, tmp / WEIGHTS)
     cfg = _self_contained_config(model, tmp)
     (tmp / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

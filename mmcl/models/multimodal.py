@@ -27,9 +27,10 @@ class MultimodalModel(nn.Module):
     ):
         super().__init__()
         self.towers = nn.ModuleDict(towers)
-        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        # Shape [1], not a 0-dim scalar: FSDP can shard only parameters with a dimension.
+        self.logit_scale = nn.Parameter(torch.tensor([float(logit_scale_init)]))
         self.log_scale_max = math.log(logit_scale_max)
-        self.logit_bias = nn.Parameter(torch.tensor(float(logit_bias_init))) if logit_bias_init is not None else None
+        self.logit_bias = nn.Parameter(torch.tensor([float(logit_bias_init)])) if logit_bias_init is not None else None
 
     @property
     def modalities(self) -> list[str]:
@@ -41,7 +42,8 @@ class MultimodalModel(nn.Module):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = {m: self.encode(m, batch[m]) for m in self.towers if m in batch}
         # Clamping the log keeps exp() from overflowing; the gradient stops at the bound, as in CLIP.
-        out["logit_scale"] = self.logit_scale.clamp(max=self.log_scale_max).exp()
+        # Indexing before the arithmetic makes new tensors, not views of the parameters: FSDP hooks outputs.
+        out["logit_scale"] = self.logit_scale[0].clamp(max=self.log_scale_max).exp()
         if self.logit_bias is not None:
-            out["logit_bias"] = self.logit_bias
+            out["logit_bias"] = self.logit_bias[0] + 0.0
         return out

@@ -41,7 +41,8 @@ def _with_replaced(cached: list[dict], index: int, fresh: dict, keep_scalar_grad
 
 def forward_backward(model, objective, micro_batches: list[dict], backward: Callable, no_sync: Callable,
                      check: Callable[[torch.Tensor, dict], bool] = lambda total, terms: True):
-    """Forward and backward for one optimiser step; returns (total, terms, outputs of the last pass).
+    """Forward and backward for one optimiser step; returns (total, terms, outputs), the outputs covering all
+    micro-batches in order.
 
     `backward(loss)` runs the backward pass (Accelerate's, for loss scaling); `no_sync(model)` is a context
     skipping the gradient all-reduce of DDP for all but the last pass. `check(total, terms)` runs on the loss

@@ -31,6 +31,17 @@ class LogMelEncoder(nn.Module):
         self.trunk.set_grad_checkpointing(enable)
 
 
+class ConvStage(nn.Sequential):
+    """Two 3x3 conv-BN-ReLU and a 2x2 average pool: one stage of the CNN, named so it can be an FSDP unit."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.AvgPool2d(2),
+        )
+
+
 class AudioCNN(nn.Module):
     """PANN-style CNN: blocks of two 3x3 conv-BN-ReLU and a 2x2 average pool; then mean over frequency and
     max + mean over time, so a short loud event and a steady sound both register."""
@@ -39,11 +50,7 @@ class AudioCNN(nn.Module):
         super().__init__()
         blocks, c_in = [], 1
         for c_out in channels:
-            blocks.append(nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                nn.AvgPool2d(2),
-            ))
+            blocks.append(ConvStage(c_in, c_out))
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         self.num_features = c_in
