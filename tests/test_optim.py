@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from mmcl.models import create_model
-from mmcl.optim import OptimConfig, lr_factor, param_groups
+from mmcl.optim import OptimConfig, build_optimizer, lr_factor, param_groups
 
 
 def test_no_decay_on_norms_biases_embeddings_and_temperature():
@@ -40,3 +41,22 @@ def test_constant_with_cooldown():
     assert lr_factor(95, 100, cfg) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="cooldown_steps is only used"):
         OptimConfig(schedule="cosine", cooldown_steps=5)
+
+
+def test_fused_adamw_takes_the_reference_implementations_steps():
+    """The fused kernel (the default, for speed) follows torch's per-parameter AdamW with our groups and settings."""
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
+    models = [create_model("tiny")[0] for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [build_optimizer(models[0], cfg), build_optimizer(models[1], cfg.model_copy(update={"fused": False}))]
+    assert [g["fused"] for g in optimizers[0].param_groups] == [True, True]
+    assert [g["fused"] for g in optimizers[1].param_groups] == [False, False]
+    torch.manual_seed(0)
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in models[0].parameters()]
+        for model, optimizer in zip(models, optimizers):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            optimizer.step()
+    moved = max((a - b).abs().max().item() for a, b in zip(*(m.parameters() for m in models)))
+    assert moved < 1e-6
