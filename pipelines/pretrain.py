@@ -56,6 +56,9 @@ def check_compatible(cfg: PretrainConfig) -> None:
     for task in cfg.eval.tasks if cfg.eval is not None else []:
         if not Path(task.data.path).exists():
             raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
+    if cfg.train.precision == "fp16" and not torch.cuda.is_available():
+        # Accelerate would run fp16 on CPU as plain fp32, silently.
+        raise UserError("train.precision=fp16 needs a GPU (loss-scaled fp16 is a GPU mode); on CPU use bf16 or fp32")
     if cfg.train.fsdp is not None:
         fsdp.require_gpu()
     checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"

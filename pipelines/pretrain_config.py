@@ -30,7 +30,8 @@ class TrainLoopConfig(Section):
         ge=1,
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="Compute precision: fp32, or mixed bf16 / fp16 (fp16 with loss scaling)."
+        "fp32", description="Compute precision: fp32, or mixed bf16 / fp16 (fp16 with loss scaling, GPUs only); "
+        "weights and optimiser state stay fp32."
     )
     fsdp: FsdpConfig | None = Field(
         None, description="Shard the model across processes with FSDP2 (GPU backends only; see the README); "
