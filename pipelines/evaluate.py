@@ -160,13 +160,12 @@ def _run(args) -> int:
     return 0
 
 
-def register(commands) -> None:
-    """Add `mmcl eval` to the top-level parser."""
-    parser = commands.add_parser(
-        "eval", help="Evaluate a model zero-shot: classification, retrieval, embedding geometry.",
-        description="Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
-                    "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
-                    "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
+def register(parser) -> None:
+    """Fill in `mmcl eval` (its parser, made by pipelines/cli.py)."""
+    parser.description = (
+        "Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
+        "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
+        "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
     parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml, or a training "
                         "checkpoint step-N/ holding model/), "
                         "open_clip:NAME (with --weights), or a built-in model name (random weights, a baseline).")

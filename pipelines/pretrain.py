@@ -331,12 +331,11 @@ def _run(args) -> int:
     return main([args.config, *overrides])
 
 
-def register(commands) -> None:
-    """Add `mmcl train` to the top-level parser."""
-    parser = commands.add_parser("train", help="Train a model from a YAML config.",
-                                 description="Train from a config under configs/, with dotted overrides. "
-                                 "Several processes: --num-processes N here, or `accelerate launch` / `torchrun` "
-                                 "on `-m pipelines.pretrain` (see the README).")
+def register(parser) -> None:
+    """Fill in `mmcl train` (its parser, made by pipelines/cli.py)."""
+    parser.description = ("Train from a config under configs/, with dotted overrides. Several processes: "
+                          "--num-processes N here, or `accelerate launch` / `torchrun` on `-m pipelines.pretrain` "
+                          "(see the README).")
     parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")

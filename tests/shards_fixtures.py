@@ -16,9 +16,9 @@ from mmcl.errors import UserError
 
 
 def run_cli(*argv: str) -> int:
-    """Parse and run like the `mmcl` entry point will: register() on the top-level subparsers."""
+    """Parse and run like the `mmcl` entry point: register() fills in the `shards` parser."""
     parser = argparse.ArgumentParser(prog="mmcl")
-    register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True).add_parser("shards"))
     args = parser.parse_args([str(a) for a in argv])
     return args.func(args)
 

@@ -7,6 +7,7 @@ the rest call the same `main` in-process, which is faster.
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -91,3 +92,12 @@ def test_config_show_prints_resolved_documented_config(mmcl):
 def test_usage_errors_exit_nonzero(mmcl):
     assert mmcl().returncode == 2
     assert mmcl("train").returncode == 2
+
+
+def test_top_level_help_imports_no_recipe():
+    """`mmcl --help` lists every command without importing torch; a command's own parser comes with its module."""
+    probe = ("import sys\nfrom pipelines.cli import build_parser\n"
+             "build_parser(['--help'])\nprint('torch' in sys.modules)\n"
+             "build_parser(['-v', 'shards', 'verify'])\nprint('data_tools.cli' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "True"], result.stderr
