@@ -134,6 +134,7 @@ def train(cfg: PretrainConfig) -> Path | None:
     # The scheduler is stepped by hand once per optimiser step: Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    checkpoints.weights_in_model_folder_only(accelerator, accelerator.unwrap_model(model))
     stream = DataStream(
         lambda epoch: build_loader(cfg.data, transforms.train, tokenizer, train=True, epoch=epoch,
                                    seed=cfg.train.seed, rank=rank, world_size=world_size),

@@ -59,6 +59,8 @@ def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path)
     assert different == []
     kept = sorted(p.name for p in (killed / "checkpoints").iterdir())
     assert kept[-1] == f"step-{STEPS:08d}" and len(kept) == 2  # keep_checkpoints, no .tmp leftovers
+    # The weights are stored once, in model/ (resume read them back from there), not again in train_state/.
+    assert not list((killed / "checkpoints" / kept[-1] / "train_state").glob("*.safetensors"))
 
 
 def test_starting_over_an_existing_run_is_refused(shards, tmp_path):

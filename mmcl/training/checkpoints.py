@@ -2,7 +2,8 @@
 
 A checkpoint `OUTPUT/checkpoints/step-00000100/` holds `model/` (safetensors weights + model.yaml: all that
 `mmcl eval` needs) and `train_state/` (Accelerate's save_state: optimiser, scheduler, scaler, RNG states of every
-process, plus each process's data position). It is written under a `.tmp` name and renamed when complete, so a
+process, plus each process's data position; the model's weights only when sharded by FSDP, else they are read
+back from `model/`). It is written under a `.tmp` name and renamed when complete, so a
 folder with a final name is always whole. The train state is read only from the run's own folder (it holds
 pickled optimiser and RNG states, which is why it is never the format we share weights in).
 """
@@ -15,7 +16,11 @@ import re
 import shutil
 from pathlib import Path
 
+from accelerate.utils import DistributedType
+from safetensors.torch import load_file
+
 from mmcl.errors import UserError
+from mmcl.models.checkpoint import WEIGHTS
 
 _NAME = re.compile(r"^step-(\d{8})$")
 
@@ -74,3 +79,21 @@ def write_json(path: Path, data: dict) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def weights_in_model_folder_only(accelerator, model) -> None:
+    """Keep the weights once per checkpoint: Accelerate's save_state would write the tensors of `model/` again into
+    `train_state/`; resume reads them from `model/` instead. Under FSDP the train state keeps its per-process shards,
+    which are not the gathered weights of `model/`."""
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return
+
+    def skip_weights(models, weights, output_dir) -> None:
+        weights.clear()
+
+    def load_from_model_folder(models, input_dir) -> None:
+        model.load_state_dict(load_file(Path(input_dir).parent / "model" / WEIGHTS))
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(skip_weights)
+    accelerator.register_load_state_pre_hook(load_from_model_folder)
