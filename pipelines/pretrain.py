@@ -199,24 +199,24 @@ def train(cfg: PretrainConfig) -> Path | None:
     eval_cache: dict = {}  # the evaluation data is decoded once per run, not at every evaluation
 
     def evaluate(step: int) -> dict[str, float]:
-        """Run the evaluation tasks on the main process, or on all of them in step when the model is sharded (each
-        forward gathers parameters from every process); every process gets the main process's scalar results."""
-        found: dict | str | None = None
-        if accelerator.is_main_process or sharded:
-            try:
-                with fsdp.root_gathered(model) if sharded else nullcontext():
-                    results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
-                                        cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache)
-                found = scalars(results)
-                if accelerator.is_main_process:
-                    (out_dir / "eval").mkdir(exist_ok=True)
-                    checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
-                if cfg.eval.best_metric is not None and cfg.eval.best_metric not in found:
-                    raise UserError(f"eval.best_metric={cfg.eval.best_metric} is not among the evaluation's "
-                                    "metrics: " + ", ".join(sorted(found)))
-            except UserError as err:
-                found = str(err)  # raised on every process below, so none is left waiting
-        found = broadcast_object_list([found])[0]
+        """Run the evaluation tasks on every process, each embedding its share of the data (under FSDP all of it, in
+        step: each forward gathers parameters from every process); the main process writes the results."""
+        found: dict | str
+        try:
+            with fsdp.root_gathered(model) if sharded else nullcontext():
+                results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
+                                    cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache,
+                                    rank=0 if sharded else rank, world_size=1 if sharded else world_size)
+            found = scalars(results)
+            if accelerator.is_main_process:
+                (out_dir / "eval").mkdir(exist_ok=True)
+                checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
+            if cfg.eval.best_metric is not None and cfg.eval.best_metric not in found:
+                raise UserError(f"eval.best_metric={cfg.eval.best_metric} is not among the evaluation's "
+                                "metrics: " + ", ".join(sorted(found)))
+        except UserError as err:
+            found = str(err)  # raised on every process below, so none is left waiting
+        found = broadcast_object_list([found])[0]  # the main process's verdict, for all
         if isinstance(found, str):
             raise UserError(found)
         return found

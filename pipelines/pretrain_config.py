@@ -61,7 +61,8 @@ class TrainLoopConfig(Section):
 
 
 class PeriodicEvalConfig(EvalConfig):
-    """Evaluation tasks run during training on the main process, and which metric picks the best checkpoint."""
+    """Evaluation tasks run during training (every process embeds its share of the data), and which metric picks
+    the best checkpoint."""
 
     every: int = Field(description="Evaluate every this many steps (and after the last step).", gt=0)
     best_metric: str | None = Field(

@@ -22,6 +22,8 @@ class Loading:
     batch_size: int = 64
     num_workers: int = 0
     cache: dict | None = None
+    rank: int = 0  # with world_size > 1, this process embeds its share of the parts and all gather the rest
+    world_size: int = 1
 
 
 @dataclass
@@ -85,7 +87,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     batches = loading.cache.get(key) if loading.cache is not None else None
     if batches is None:
         dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,
-                                 FORWARD_ROWS)
+                                 FORWARD_ROWS, loading.rank, loading.world_size)
         batches = torch.utils.data.DataLoader(dataset, batch_size=None,
                                               num_workers=min(loading.num_workers, len(dataset.parts)))
         if loading.cache is not None:
@@ -109,6 +111,9 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
             else:
                 features[m].append(encode(model, m, batch[m], device))
         seen += len(batch["key"])
+    if loading.world_size > 1:
+        positions, keys, labels, owners, features, skipped = _gathered(
+            positions, keys, labels, owners, features, skipped, loading.world_size)
     if not keys:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "it holds no samples"
         raise UserError(f"{source.path}: no usable samples with {'+'.join(modalities)}"
@@ -126,3 +131,22 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         out["text"] = torch.cat(features["text"])[text_order]
         text_owner = owner[text_order]
     return Embedded([keys[i] for i in order.tolist()], out, torch.cat(labels)[order], text_owner, dict(skipped))
+
+
+def _gathered(positions, keys, labels, owners, features, skipped, world_size: int):
+    """Every process's share, on every process: parts keep their global positions, so the caller's sort restores
+    source order, and caption owners are shifted past the items of the processes before."""
+    shares = [None] * world_size
+    torch.distributed.all_gather_object(shares, (positions, keys, labels, owners, features, skipped))
+    positions, keys, labels, owners, skipped, offset = [], [], [], [], Counter(), 0
+    features = {m: [] for m in shares[0][4]}
+    for share_positions, share_keys, share_labels, share_owners, share_features, share_skipped in shares:
+        positions += share_positions
+        labels += share_labels
+        owners += [o + offset for o in share_owners]
+        for m, chunks in share_features.items():
+            features[m] += chunks
+        skipped.update(share_skipped)
+        keys += share_keys
+        offset += len(share_keys)
+    return positions, keys, labels, owners, features, skipped

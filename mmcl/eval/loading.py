@@ -1,6 +1,7 @@
 """Decode a source's items into batches, in loader workers, keeping each item's place in source order.
 
-Workers take whole parts (shards, runs of files) round-robin, so no worker reads another's bytes. A batch
+Processes, then their workers, take whole parts (shards, runs of files) round-robin, so none reads another's
+bytes. A batch
 never spans two parts and holds a whole number of forward groups (`embed.FORWARD_ROWS` usable items), so
 which items share a forward pass depends on the data alone, not on the batch size or the number of workers.
 Every batch carries its items' positions `(part, index in part)` so the caller can restore source order.
@@ -32,8 +33,10 @@ class DecodedBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: Source, modalities: list[str], transforms: dict[str, Callable], tokenizer,
-                 batch_size: int, need_labels: bool, group_rows: int):
-        self.parts = source.parts()
+                 batch_size: int, need_labels: bool, group_rows: int, rank: int = 0, world_size: int = 1):
+        parts = source.parts()
+        self.part_indices = list(range(rank, len(parts), world_size))  # this process's share
+        self.parts = [parts[i] for i in self.part_indices]
         self.modalities = modalities
         self.transforms = transforms
         self.tokenizer = tokenizer
@@ -45,11 +48,11 @@ class DecodedBatches(torch.utils.data.IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         failures = FailureCounter()
         pending: list[dict] = []
-        for part_index in range(worker, len(self.parts), workers):
-            for index, item in enumerate(self.parts[part_index](failures)):
+        for local in range(worker, len(self.parts), workers):
+            for index, item in enumerate(self.parts[local](failures)):
                 sample = self._decode(item, failures)
                 if sample is not None:
-                    sample["position"] = (part_index, index)
+                    sample["position"] = (self.part_indices[local], index)
                     pending.append(sample)
                 if len(pending) == self.batch_size:
                     yield self._collate(pending, failures)

@@ -175,14 +175,15 @@ RUNNERS = {
 
 
 def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.device | str = "cpu",
-                  batch_size: int = 64, num_workers: int = 0, cache: dict | None = None) -> TaskOutput:
+                  batch_size: int = 64, num_workers: int = 0, cache: dict | None = None, rank: int = 0,
+                  world_size: int = 1) -> TaskOutput:
     """One task on a model object; the model is put in eval mode for the call and restored afterwards.
-    `cache`: see `mmcl.eval.embed.Loading`."""
+    `cache`, `rank` and `world_size`: see `mmcl.eval.embed.Loading`."""
     was_training = model.training
     model.eval()
     try:
         out = RUNNERS[task.type](model, transforms, tokenizer, task,
-                                 Loading(torch.device(device), batch_size, num_workers, cache))
+                                 Loading(torch.device(device), batch_size, num_workers, cache, rank, world_size))
     finally:
         model.train(was_training)
     out.result = {"task": task.type, "name": task.label, **out.result, "versions": versions()}
@@ -190,14 +191,16 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
 
 
 def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch.device | str = "cpu",
-              batch_size: int = 64, num_workers: int = 0, cache: dict | None = None) -> dict[str, dict]:
+              batch_size: int = 64, num_workers: int = 0, cache: dict | None = None, rank: int = 0,
+              world_size: int = 1) -> dict[str, dict]:
     """Every task's result, keyed by task name. `transforms` is the per-modality evaluation transforms dict
     (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same
-    `cache` dict on every call of a training run to decode the evaluation data only once."""
+    `cache` dict on every call of a training run to decode the evaluation data only once. With `world_size` > 1
+    every process calls this with its `rank`: each embeds its share of the data and all return the same results."""
     results = {}
     for task in tasks:
         if task.label in results:
             raise UserError(f"two evaluation tasks are named {task.label!r}; give them distinct names")
         results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers,
-                                            cache).result
+                                            cache, rank, world_size).result
     return results
