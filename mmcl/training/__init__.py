@@ -1,1 +1,1 @@
-"""Training components the pretraining recipe composes: accumulation, checkpoints, logging, launching."""
+"""Training components the pretraining recipe composes: accumulation, checkpoints, data position, FSDP, launching."""
