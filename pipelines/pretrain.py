@@ -164,6 +164,14 @@ def train(cfg: PretrainConfig) -> Path | None:
     unwrapped = accelerator.unwrap_model(model)
     failures: Counter[str] = Counter()
     global_batch = cfg.data.batch_size * cfg.train.accum_steps * world_size
+    if accelerator.is_main_process:
+        parameters = [(p.numel(), p.requires_grad) for p in unwrapped.parameters()]
+        log.info("%d process(es) on %s (%s, %d compute threads each); global batch %d = %d per process x %d "
+                 "micro-batch(es) x %d; steps %d to %d, %d samples; %.2fM parameters, %.2fM trainable; output %s",
+                 world_size, accelerator.device.type, cfg.train.precision, torch.get_num_threads(), global_batch,
+                 cfg.data.batch_size, cfg.train.accum_steps, world_size, start_step + 1, cfg.train.steps,
+                 (cfg.train.steps - start_step) * global_batch, sum(n for n, _ in parameters) / 1e6,
+                 sum(n for n, trainable in parameters if trainable) / 1e6, out_dir)
 
     def all_finite(total: torch.Tensor, terms: dict) -> bool:
         """Agreed across processes, so that all skip or none does (a lone skip would hang the others)."""

@@ -4,6 +4,7 @@ counted rather than fatal, and the temperature parameter kept inside its bound."
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -21,7 +22,8 @@ from tests.train_fixtures import overrides, shape_shards
 STEPS, BATCH, LR = 6, 8, 2e-3
 
 
-def test_metrics_lines_tensorboard_failures_and_temperature_bound(tmp_path):
+def test_metrics_lines_tensorboard_failures_and_temperature_bound(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mmcl.train")
     shards = shape_shards(tmp_path / "shards", num_shards=1, per_shard=40)
     with wds.TarWriter(str(shards / "shard-000001.tar")) as writer:  # one sample whose image cannot decode
         writer.write({"__key__": "broken", "jpg": b"not a jpeg", "txt": "a photo of nothing"})
@@ -34,6 +36,8 @@ def test_metrics_lines_tensorboard_failures_and_temperature_bound(tmp_path):
         "optim.lr": LR, "optim.warmup_steps": 2, "train.log_every": 2, "train.trackers": "[tensorboard]",
     }))
     checkpoint = train(cfg)
+    assert f"global batch {BATCH} = {BATCH} per process x 1 micro-batch(es) x 1; steps 1 to {STEPS}, " \
+           f"{STEPS * BATCH} samples" in caplog.text  # the run's shape, stated once at the start
 
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4, 6]
