@@ -294,7 +294,7 @@ def train(cfg: PretrainConfig) -> Path | None:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
             window_start, data_wait, steps_in_window = time.perf_counter(), 0.0, 0
-        evaluated = {}
+        evaluated, paused = {}, time.perf_counter()
         if cfg.eval is not None and (done % cfg.eval.every == 0 or done == cfg.train.steps):
             evaluated = evaluate(done)
             accelerator.log({f"eval/{k}": v for k, v in evaluated.items()}, step=done)
@@ -310,6 +310,7 @@ def train(cfg: PretrainConfig) -> Path | None:
             checkpoint = save_checkpoint(done)
             if new_best and accelerator.is_main_process:
                 checkpoints.write_json(checkpoint_dir / "best.json", best)
+        window_start += time.perf_counter() - paused  # evaluation and checkpoints do not count against samples/s
 
     # --- cleanup
     if metrics_file is not None:
