@@ -12,6 +12,9 @@ EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 def decode(data: bytes) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
+        if img.mode == "P" and "transparency" in img.info:
+            # The same RGB pixels as converting directly, which makes PIL warn once per worker and epoch.
+            img = img.convert("RGBA")
         return img.convert("RGB")  # forces the full decode here, so corrupt bytes fail in decode()
 
 
