@@ -33,3 +33,14 @@ def test_two_processes_match_one_process_loss_curve(tmp_path):
     late_one, late_two = sum(one[-8:]) / 8, sum(two[-8:]) / 8
     assert late_one < one[0] - 0.5 and late_two < two[0] - 0.5  # both actually learned
     assert abs(late_one - late_two) < 0.15 * late_one
+
+
+def test_a_user_error_inside_the_processes_exits_2_without_torchruns_report(tmp_path):
+    shards = shape_shards(tmp_path / "shards", num_shards=1, per_shard=8)  # one shard cannot feed 2 processes
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", "2", "configs/demo.yaml",
+               *overrides(shards, tmp_path / "run", **{"train.steps": 2})]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "mmcl: error:" in result.stderr and "shard" in result.stderr
+    assert "exited with code 2" in result.stderr
+    assert "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr

@@ -5,12 +5,35 @@ For users without an Accelerate config; `accelerate launch` and `torchrun` run t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
 def launch_local(num_processes: int, module: str, args: list[str]) -> int:
     """Run `python -m module args...` in `num_processes` processes on this machine; returns the exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
+    command = [sys.executable, "-m", "mmcl.training.launch", "--standalone", f"--nproc_per_node={num_processes}",
                "-m", module, *args]
-    return subprocess.call(command)
+    # Each process's share of the cores (the trainer refines it on CPU); set, it also spares torchrun's banner.
+    threads = str(max(1, len(os.sched_getaffinity(0)) // num_processes))
+    return subprocess.call(command, env={"OMP_NUM_THREADS": threads, **os.environ})
+
+
+def torchrun(argv: list[str]) -> int:
+    """torchrun itself (`torch.distributed.run`), except that a failed run ends with the exit code of the process
+    that failed first and one line, instead of torchrun's exit code 1 and its report: a process stopped by a user
+    error (exit 2) has already said why."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        print(f"mmcl: process {rank} exited with code {failure.exitcode}; the others were stopped", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(torchrun(sys.argv[1:]))
