@@ -134,7 +134,8 @@ def train(cfg: PretrainConfig) -> Path | None:
     # The scheduler is stepped by hand once per optimiser step: Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    checkpoints.weights_in_model_folder_only(accelerator, accelerator.unwrap_model(model))
+    unwrapped = accelerator.unwrap_model(model)
+    checkpoints.weights_in_model_folder_only(accelerator, unwrapped)
     stream = DataStream(
         lambda epoch: build_loader(cfg.data, transforms.train, tokenizer, train=True, epoch=epoch,
                                    seed=cfg.train.seed, rank=rank, world_size=world_size),
@@ -161,7 +162,6 @@ def train(cfg: PretrainConfig) -> Path | None:
         save_config(cfg, out_dir / "config.yaml")
     accelerator.init_trackers("tensorboard", config=flat_hparams(cfg.model_dump(mode="json")))
     metrics_file = (out_dir / "metrics.jsonl").open("a") if accelerator.is_main_process else None
-    unwrapped = accelerator.unwrap_model(model)
     failures: Counter[str] = Counter()
     global_batch = cfg.data.batch_size * cfg.train.accum_steps * world_size
     if accelerator.is_main_process:
