@@ -32,6 +32,7 @@ from mmcl.config import load_config, save_config
 from mmcl.data import build_loader
 from mmcl.errors import UserError
 from mmcl.eval import geometry, run_tasks, scalars
+from mmcl.eval.cache import DecodedCache
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model, save_model
 from mmcl.models.factory import resolve_model_config
@@ -204,7 +205,7 @@ def train(cfg: PretrainConfig) -> Path | None:
         accelerator.wait_for_everyone()
         return folder
 
-    eval_cache: dict = {}  # the evaluation data is decoded once per run, not at every evaluation
+    eval_cache = DecodedCache(int(cfg.eval.cache_gb * 2**30)) if cfg.eval is not None else None
 
     def evaluate(step: int) -> dict[str, float]:
         """Run the evaluation tasks on every process, each embedding its share of the data (under FSDP all of it, in

@@ -70,6 +70,10 @@ class PeriodicEvalConfig(EvalConfig):
         "best value's checkpoint is kept beside the last ones; null: keep only the last ones."
     )
     best_mode: Literal["max", "min"] = Field("max", description="Whether a higher or lower best_metric is better.")
+    cache_gb: float = Field(
+        4.0, description="Memory (GB per process) for keeping the decoded evaluation data between evaluations; "
+        "a data set that does not fit is decoded again at every evaluation instead. 0: never keep it.", ge=0,
+    )
 
 
 class PretrainConfig(Section):

@@ -21,7 +21,9 @@ from torch import nn
 
 from data_tools.prepare import prepare_shards
 from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
+from mmcl.errors import UserError
 from mmcl.eval import EvalConfig, evaluate_task, run_tasks, scalars
+from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Loading, embed_source
 from mmcl.eval.report import read_results, write_json
@@ -160,7 +162,7 @@ def test_run_tasks_restores_training_mode_and_reuses_decoded_data(tones, tmp_pat
     data = shutil.copytree(folders, tmp_path / "tones")
     model, transforms, tokenizer = tone_model()
     model.train()
-    cache: dict = {}
+    cache = DecodedCache(max_bytes=2**30)
     first = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
     assert model.training
     assert list(first) == ["tones"] and first["tones"]["metrics"]["top1"] == 1.0
@@ -172,3 +174,19 @@ def test_run_tasks_restores_training_mode_and_reuses_decoded_data(tones, tmp_pat
     # run_tasks output, written as a trainer does, is a result file `mmcl eval --compare` reads.
     write_json(first, tmp_path / "first.json")
     assert [r["name"] for r in read_results(tmp_path / "first.json")] == ["tones"]
+
+
+def test_data_beyond_the_cache_budget_is_decoded_again_not_kept(tones, tmp_path):
+    folders, _ = tones
+    data = shutil.copytree(folders, tmp_path / "tones")
+    model, transforms, tokenizer = tone_model()
+    cache = DecodedCache(max_bytes=10_000)  # smaller than the decoded clips
+    first = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
+    assert first["tones"]["metrics"]["top1"] == 1.0
+    assert cache.kept == {} and cache.used == 0 and len(cache.too_large) == 1
+    again = run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)
+    assert again["tones"]["metrics"] == first["tones"]["metrics"]
+    for clip in data.rglob("*.wav"):  # the files are read again at every call
+        clip.write_bytes(b"")
+    with pytest.raises(UserError, match="no usable samples"):
+        run_tasks(model, transforms, tokenizer, [audio_task(data, name="tones")], cache=cache)

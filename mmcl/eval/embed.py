@@ -8,20 +8,20 @@ from dataclasses import dataclass, field
 import torch
 
 from mmcl.errors import UserError
+from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import Source
 from mmcl.eval.loading import DecodedBatches
 
 
 @dataclass
 class Loading:
-    """How to read and run the data. `cache`, a dict the caller keeps across calls (e.g. a trainer's periodic
-    evaluation), holds each source's decoded batches after the first call, so later calls skip decoding;
-    it costs the memory of the decoded evaluation set."""
+    """How to read and run the data. `cache`, which the caller keeps across calls (e.g. a trainer's periodic
+    evaluation), holds decoded batches within its memory budget, so later calls skip decoding."""
 
     device: torch.device = torch.device("cpu")
     batch_size: int = 64
     num_workers: int = 0
-    cache: dict | None = None
+    cache: DecodedCache | None = None
     rank: int = 0  # with world_size > 1, this process embeds its share of the parts and all gather the rest
     world_size: int = 1
 
@@ -84,14 +84,14 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     if missing:
         raise UserError(f"the model has no evaluation transform for {missing}")
     key = (str(source.path), source.format, tuple(modalities), need_labels)
-    batches = loading.cache.get(key) if loading.cache is not None else None
-    if batches is None:
+
+    def decode():
         dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,
                                  FORWARD_ROWS, loading.rank, loading.world_size)
-        batches = torch.utils.data.DataLoader(dataset, batch_size=None,
-                                              num_workers=min(loading.num_workers, len(dataset.parts)))
-        if loading.cache is not None:
-            batches = loading.cache[key] = list(batches)
+        return torch.utils.data.DataLoader(dataset, batch_size=None,
+                                           num_workers=min(loading.num_workers, len(dataset.parts)))
+
+    batches = loading.cache.batches(key, decode) if loading.cache is not None else decode()
     device = loading.device
     positions, keys, labels, owners = [], [], [], []
     features: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}

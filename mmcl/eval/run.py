@@ -11,6 +11,7 @@ import torch
 import mmcl
 from mmcl.errors import UserError
 from mmcl.eval import geometry, retrieval
+from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.tasks import (EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
@@ -175,7 +176,7 @@ RUNNERS = {
 
 
 def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.device | str = "cpu",
-                  batch_size: int = 64, num_workers: int = 0, cache: dict | None = None, rank: int = 0,
+                  batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
                   world_size: int = 1) -> TaskOutput:
     """One task on a model object; the model is put in eval mode for the call and restored afterwards.
     `cache`, `rank` and `world_size`: see `mmcl.eval.embed.Loading`."""
@@ -191,12 +192,12 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
 
 
 def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch.device | str = "cpu",
-              batch_size: int = 64, num_workers: int = 0, cache: dict | None = None, rank: int = 0,
+              batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
               world_size: int = 1) -> dict[str, dict]:
     """Every task's result, keyed by task name. `transforms` is the per-modality evaluation transforms dict
-    (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same
-    `cache` dict on every call of a training run to decode the evaluation data only once. With `world_size` > 1
-    every process calls this with its `rank`: each embeds its share of the data and all return the same results."""
+    (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same `cache`
+    (a `DecodedCache`) on every call of a training run to decode the evaluation data once, within its budget. With
+    `world_size` > 1 every process calls this with its `rank`: each embeds its share, all return the same results."""
     results = {}
     for task in tasks:
         if task.label in results:
