@@ -4,6 +4,7 @@
     mmcl eval CHECKPOINT --data shards/ --task retrieval --modalities image text --report-dir report/
     mmcl eval open_clip:ViT-B-32 --weights vitb32.safetensors --tasks tasks.yaml --output result.json
     mmcl eval --compare a.json b.json
+    torchrun --nproc_per_node 8 -m pipelines.cli eval CHECKPOINT --tasks tasks.yaml   # each process embeds 1/8
 
 Load the model ▶ for each task: embed the data (and class prompts) ▶ score ▶ write a result that records the
 dataset, the exact prompts and label text, the input (e.g. audio crop) policy and library versions.
@@ -11,6 +12,7 @@ dataset, the exact prompts and label text, the input (e.g. audio crop) policy an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -63,17 +65,22 @@ def describe_model(model, description: dict) -> dict:
 
 
 def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = None, device: str = "cpu",
-                   output: str | Path | None = None, report_dir: str | Path | None = None) -> list[dict]:
-    """Run every task of `config` on the model; write the JSON result and, with `report_dir`, Markdown + PNGs."""
+                   output: str | Path | None = None, report_dir: str | Path | None = None, rank: int = 0,
+                   world_size: int = 1) -> list[dict]:
+    """Run every task of `config` on the model; write the JSON result and, with `report_dir`, Markdown + PNGs.
+    With `world_size` > 1 every process calls this and embeds its share of the data; rank 0 writes."""
     model, transforms, tokenizer, description = load_eval_model(model_spec, weights)
     model.to(device)
     model_info = describe_model(model, description)
     outputs = []
     for task in config.tasks:
-        out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers)
+        out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers,
+                            rank=rank, world_size=world_size)
         out.result["model"] = model_info
         outputs.append(out)
     results = [o.result for o in outputs]
+    if rank != 0:
+        return results
     if output:
         write_json(results[0] if len(results) == 1 else {"results": results}, output)
     if report_dir:
@@ -149,8 +156,20 @@ def _run(args) -> int:
         return 0
     if not args.model:
         raise UserError("give a MODEL (checkpoint folder, open_clip:NAME or built-in name), or --compare A B")
-    results = run_evaluation(args.model, _config_from_args(args), args.weights, args.device, args.output,
-                             args.report_dir)
+    config = _config_from_args(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun / accelerate launch: share the data
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())
+        try:
+            results = run_evaluation(args.model, config, args.weights, str(state.device), args.output,
+                                     args.report_dir, state.process_index, state.num_processes)
+        finally:
+            torch.distributed.destroy_process_group()
+        if not state.is_main_process:
+            return 0
+    else:
+        results = run_evaluation(args.model, config, args.weights, args.device, args.output, args.report_dir)
     for result in results:
         print(f"{result['name']}: {_headline(result)}")
     if args.output:
@@ -188,7 +207,8 @@ def register(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="Items a loader hands over at a time (default 64, "
                         "rounded to a multiple of the fixed 32-row forward pass; results do not depend on it).")
     parser.add_argument("--num-workers", type=int, default=0, help="Decoding worker processes (default 0).")
-    parser.add_argument("--device", default="cpu", help="Torch device (default cpu).")
+    parser.add_argument("--device", default="cpu",
+                        help="Torch device (default cpu; under torchrun each process takes its own).")
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
     parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -15,7 +17,7 @@ import webdataset as wds
 from data_tools import demo_shapes
 from mmcl.eval import run_tasks
 from mmcl.eval import EvalConfig
-from mmcl.models import create_model
+from mmcl.models import create_model, save_model
 from tests.train_fixtures import shape_shards
 
 WORLD = 2
@@ -67,3 +69,19 @@ def test_two_processes_give_the_one_process_results(tmp_path):
     assert shared[0] == alone and shared[1] == alone
     retrieval = next(r for r in alone.values() if r["task"] == "retrieval")
     assert sum(retrieval["dataset"]["skipped"].values()) == 1  # the broken sample, skipped and counted once
+
+
+def test_mmcl_eval_under_torchrun_writes_the_one_process_result(tmp_path):
+    shards = shape_shards(tmp_path / "shards", num_shards=3, per_shard=20)
+    torch.manual_seed(0)
+    save_model(create_model("tiny")[0], tmp_path / "model")
+    flags = ["eval", str(tmp_path / "model"), "--data", str(shards), "--task", "retrieval", "--num-workers", "1"]
+    alone = subprocess.run([sys.executable, "-m", "pipelines.cli", *flags, "--output", str(tmp_path / "alone.json")],
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    shared = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "pipelines.cli", *flags, "--output", str(tmp_path / "shared.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    assert json.loads((tmp_path / "shared.json").read_text()) == json.loads((tmp_path / "alone.json").read_text())
+    assert shared.stdout.count("retrieval/shards:") == 1  # printed once, by the main process
