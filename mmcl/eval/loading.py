@@ -1,10 +1,9 @@
 """Decode a source's items into batches, in loader workers, keeping each item's place in source order.
 
 Processes, then their workers, take whole parts (shards, runs of files) round-robin, so none reads another's
-bytes. A batch
-never spans two parts and holds a whole number of forward groups (`embed.FORWARD_ROWS` usable items), so
-which items share a forward pass depends on the data alone, not on the batch size or the number of workers.
-Every batch carries its items' positions `(part, index in part)` so the caller can restore source order.
+bytes. A batch never spans two parts and holds a whole number of forward groups (`embed.FORWARD_ROWS` usable
+items), so which items share a forward pass depends on the data alone, not on the batch size or the number of
+workers. Every batch carries its items' positions `(part, index in part)` so the caller can restore source order.
 Items that cannot be decoded, or lack a modality the task needs, are skipped and counted by reason.
 """
 

@@ -42,8 +42,8 @@ class MultimodalModel(nn.Module):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = {m: self.encode(m, batch[m]) for m in self.towers if m in batch}
         # Clamping the log keeps exp() from overflowing; the gradient stops at the bound, as in CLIP.
-        # Indexing before the arithmetic makes new tensors, not views of the parameters: FSDP hooks outputs.
+        # New tensors, not views of the parameters: FSDP hooks the outputs and warns about views.
         out["logit_scale"] = self.logit_scale[0].clamp(max=self.log_scale_max).exp()
         if self.logit_bias is not None:
-            out["logit_bias"] = self.logit_bias[0] + 0.0
+            out["logit_bias"] = self.logit_bias[0].clone()
         return out

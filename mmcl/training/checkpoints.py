@@ -3,8 +3,8 @@
 A checkpoint `OUTPUT/checkpoints/step-00000100/` holds `model/` (safetensors weights + model.yaml: all that
 `mmcl eval` needs) and `train_state/` (Accelerate's save_state: optimiser, scheduler, scaler, RNG states of every
 process, plus each process's data position; the model's weights only when sharded by FSDP, else they are read
-back from `model/`). It is written under a `.tmp` name and renamed when complete, so a
-folder with a final name is always whole. The train state is read only from the run's own folder (it holds
+back from `model/`). It is written under a `.tmp` name and renamed when complete, so a folder with a final name
+is always whole. The train state is read only from the run's own folder (it holds
 pickled optimiser and RNG states, which is why it is never the format we share weights in).
 """
 
