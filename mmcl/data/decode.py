@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Iterator
 
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.data.label import parse_label
 from mmcl.data.text import TextAugmentConfig
 from mmcl.errors import UserError
 
@@ -58,7 +59,7 @@ class SampleDecoder:
                 out["text"] = text.augment(caption, self.text_augment, rng) if self.text_augment else caption
         if "cls" in raw:
             try:
-                out["label"] = int(raw["cls"].decode("utf-8").strip())
+                out["label"] = parse_label(raw["cls"])
             except (UnicodeDecodeError, ValueError) as err:
                 raise SampleError(key, "bad label", str(err)) from err
         if not any(m in out for m in self.modalities):

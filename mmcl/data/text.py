@@ -27,18 +27,45 @@ class TextAugmentConfig(Section):
         return bool(self.word_drop or self.word_swap)
 
 
+# Longer captions are cut here: every tokenizer keeps only its first context-length tokens (a few thousand
+# characters at most), and a megabyte of text would otherwise cost seconds and memory in a loader worker.
+MAX_CAPTION_CHARS = 20_000
+
+
+def captions_from_json(meta) -> list[str] | None:
+    """The captions in a decoded `json` entry: its `text` field, a string or a list of strings; None if absent.
+
+    Raises ValueError naming what is wrong for any other shape, so a malformed entry is a counted sample
+    failure rather than a crash or a silently invented caption.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(f"json is a {type(meta).__name__}, expected an object with a 'text' field")
+    value = meta.get("text")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ValueError(f"json 'text' is a {type(value).__name__}, expected a string or a list of strings")
+    if not value:
+        raise ValueError("json 'text' is an empty list")
+    wrong = next((v for v in value if not isinstance(v, str)), None)
+    if wrong is not None:
+        raise ValueError(f"json 'text' list holds a {type(wrong).__name__} ({str(wrong)[:40]!r}), expected strings")
+    return value
+
+
 def decode_captions(sample: dict) -> list[str] | None:
-    """All captions of a raw sample, or None if it has no text. Raises ValueError on bad bytes."""
+    """All captions of a raw sample, or None if it has no text. Raises ValueError on bad bytes or shapes."""
     if "txt" in sample:
         captions = [sample["txt"].decode("utf-8")]
     elif "json" in sample:
-        text = json.loads(sample["json"].decode("utf-8")).get("text")
-        if text is None:
+        captions = captions_from_json(json.loads(sample["json"].decode("utf-8")))
+        if captions is None:
             return None
-        captions = [text] if isinstance(text, str) else list(text)
     else:
         return None
-    captions = [c.strip() for c in captions if isinstance(c, str) and c.strip()]
+    captions = [c.strip()[:MAX_CAPTION_CHARS] for c in captions if c.strip()]
     if not captions:
         raise ValueError("empty caption")
     return captions

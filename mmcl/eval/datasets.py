@@ -16,6 +16,7 @@ import webdataset as wds
 
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.data.label import parse_label
 from mmcl.data import expand_urls
 from mmcl.errors import UserError
 
@@ -99,7 +100,7 @@ def _raw_item(key: str, raw: dict) -> RawItem:
         modality = _modality_of_extension(ext)
         if modality is not None and modality not in media:
             media[modality] = value
-    label = int(raw["cls"].decode("utf-8").strip()) if "cls" in raw else None
+    label = parse_label(raw["cls"]) if "cls" in raw else None
     return RawItem(key, media, text.decode_captions(raw), label)
 
 
