@@ -11,6 +11,7 @@ from mmcl.errors import UserError
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import Source
 from mmcl.eval.loading import DecodedBatches
+from mmcl.eval.metrics import nonfinite_rows
 
 
 @dataclass
@@ -61,6 +62,21 @@ def encode(model, modality: str, inputs: torch.Tensor, device: torch.device) -> 
     """
     return torch.cat([model.encode(modality, inputs[i:i + FORWARD_ROWS].to(device)).float().cpu()
                       for i in range(0, inputs.shape[0], FORWARD_ROWS)])
+
+
+def refuse_nonfinite(embeddings: torch.Tensor, owners: list[str], what: str, unit: str) -> None:
+    """UserError if any row is NaN/inf, counting and naming the distinct `owners` (one per row) of bad rows;
+    `unit` names what they are, e.g. "item(s)".
+
+    Checked here, where rows still have names, so the user learns which inputs broke the model; the metrics
+    refuse non-finite input again for library callers.
+    """
+    bad = nonfinite_rows(embeddings).tolist()
+    if bad:
+        named = list(dict.fromkeys(owners[i] for i in bad))
+        raise UserError(f"{what} of {len(named)} {unit} are not finite (NaN/inf), first: "
+                        f"{', '.join(repr(n) for n in named[:3])}: the model has diverged or its weights are "
+                        "corrupt; refusing to score")
 
 
 def embed_text(model, tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
@@ -123,6 +139,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     order = torch.from_numpy((position[:, 0] * (position[:, 1].max() + 1) + position[:, 1]).numpy().argsort(kind="stable"))
     rank_of = torch.empty_like(order)
     rank_of[order] = torch.arange(len(order))
+    keys = [keys[i] for i in order.tolist()]
     out = {m: torch.cat(v)[order] for m, v in features.items() if m != "text"}
     text_owner = None
     if "text" in modalities:
@@ -130,7 +147,10 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         text_order = torch.from_numpy(owner.numpy().argsort(kind="stable"))  # stable: captions keep their order
         out["text"] = torch.cat(features["text"])[text_order]
         text_owner = owner[text_order]
-    return Embedded([keys[i] for i in order.tolist()], out, torch.cat(labels)[order], text_owner, dict(skipped))
+    for m, embeddings in out.items():
+        refuse_nonfinite(embeddings, keys if m != "text" else [keys[i] for i in text_owner.tolist()],
+                         f"{m} embeddings", "item(s)")
+    return Embedded(keys, out, torch.cat(labels)[order], text_owner, dict(skipped))
 
 
 def _gathered(positions, keys, labels, owners, features, skipped, world_size: int):

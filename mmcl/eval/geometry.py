@@ -1,6 +1,8 @@
 """Geometry of an embedding space: how two modalities sit relative to each other, and how spread out each is.
 
 Inputs are L2-normalised embeddings; x[i] and y[i] are the same item seen through two modalities.
+Non-finite inputs are refused by the summaries a task reports and by the measures that would turn them into a
+plausible number (effective rank, the probe); the others return NaN, which training's per-step log records as is.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import math
 
 import torch
 
+from mmcl.eval.metrics import require_finite
 from mmcl.eval.retrieval import chunk_rows
 
 
@@ -55,6 +58,7 @@ def effective_rank(x: torch.Tensor) -> float:
     dimensional collapse.
     Centring first means the shared offset of a modality's cone is not counted as a dimension.
     """
+    require_finite(x, "embeddings")
     centred = x.double() - x.double().mean(dim=0)
     # Singular values from the D×D Gram matrix: cheap for N ≫ D.
     singular = torch.linalg.eigvalsh(centred.T @ centred).clamp_min(0).sqrt()
@@ -73,6 +77,8 @@ def linear_separability(x: torch.Tensor, y: torch.Tensor, steps: int = 100) -> f
     """
     if min(x.shape[0], y.shape[0]) < 2:
         raise ValueError("linear separability needs at least two embeddings per modality")
+    require_finite(x, "x embeddings")
+    require_finite(y, "y embeddings")
     features = torch.cat([x, y]).double()
     targets = torch.cat([torch.zeros(x.shape[0]), torch.ones(y.shape[0])]).double()
     index = torch.cat([torch.arange(x.shape[0]), torch.arange(y.shape[0])])
@@ -98,6 +104,8 @@ def linear_separability(x: torch.Tensor, y: torch.Tensor, steps: int = 100) -> f
 
 def pair_geometry(x: torch.Tensor, y: torch.Tensor, max_probe_samples: int) -> dict:
     """Every cross-modal measure for one modality pair; the probe sees the first `max_probe_samples` of each."""
+    require_finite(x, "x embeddings")
+    require_finite(y, "y embeddings")
     return {
         "modality_gap": modality_gap(x, y),
         "linear_separability": linear_separability(x[:max_probe_samples], y[:max_probe_samples]),
@@ -108,4 +116,5 @@ def pair_geometry(x: torch.Tensor, y: torch.Tensor, max_probe_samples: int) -> d
 
 def modality_geometry(x: torch.Tensor) -> dict:
     """Every single-modality measure."""
+    require_finite(x, "embeddings")
     return {"uniformity": uniformity(x), "effective_rank": effective_rank(x), "num_embeddings": int(x.shape[0])}

@@ -1,8 +1,27 @@
-"""Classification metrics on score matrices [N, C] and integer labels [N]."""
+"""Classification metrics on score matrices [N, C] and integer labels [N]; the finiteness check every measure's
+input passes."""
 
 from __future__ import annotations
 
 import torch
+
+
+def nonfinite_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Indices of the rows holding a NaN or inf."""
+    bad = ~torch.isfinite(tensor)
+    return (bad.flatten(1).any(dim=1) if bad.ndim > 1 else bad).nonzero().flatten()
+
+
+def require_finite(tensor: torch.Tensor, what: str) -> None:
+    """ValueError naming `what` (plural: "image embeddings") and its first bad row if any value is NaN or inf.
+
+    Comparisons with NaN are all False and topk ranks NaN first, so non-finite embeddings would otherwise
+    come out as plausible, even perfect, scores.
+    """
+    rows = nonfinite_rows(tensor)
+    if rows.numel():
+        raise ValueError(f"{what} hold non-finite values (NaN/inf) in {rows.numel()} row(s), first row "
+                         f"{int(rows[0])}; refusing to compute a metric from them")
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:

@@ -3,11 +3,14 @@
 A query's rank is 1 + the number of wrong candidates scoring at least as high as its best right candidate:
 ties count against the model, so a collapsed model (all embeddings equal) ranks last, not first.
 Score matrices are built `chunk_rows` queries at a time, so memory stays near `budget` floats whatever N is.
+Non-finite embeddings are refused: no wrong candidate beats a NaN score, so NaN would rank first.
 """
 
 from __future__ import annotations
 
 import torch
+
+from mmcl.eval.metrics import require_finite
 
 DEFAULT_KS = (1, 5, 10)
 SCORE_BUDGET = 1 << 24  # floats per score chunk: 64 MB in float32
@@ -25,6 +28,8 @@ def ranks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor
     The right candidates' scores are gathered from the same score chunk, so ties are judged on equal floats;
     rank = 1 + (candidates scoring ≥ best) − (right ones among them): one pass over each chunk.
     """
+    require_finite(queries, "queries")
+    require_finite(candidates, "candidates")
     out = []
     step = chunk_rows(candidates.shape[0], budget)
     for start in range(0, queries.shape[0], step):
@@ -68,6 +73,8 @@ def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tens
     candidate→item: each candidate queries the N items; its own item is the one right answer.
     """
     a, b = names
+    require_finite(items, f"{a} embeddings")
+    require_finite(texts, f"{b} embeddings")
     forward = ranks(items, texts, grouped_targets(owner, items.shape[0]), budget)
     backward = ranks(texts, items, owner[:, None], budget)
     return {f"{a}_to_{b}": rank_summary(forward, ks), f"{b}_to_{a}": rank_summary(backward, ks)}
@@ -89,6 +96,8 @@ def multimodal_query(given: list[torch.Tensor], scoring: str) -> torch.Tensor:
 def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "multilinear"), ks=DEFAULT_KS,
                          budget: int = SCORE_BUDGET) -> dict:
     """For each modality: retrieve it from the other modalities of the same item, under each scoring."""
+    for m, e in embeddings.items():
+        require_finite(e, f"{m} embeddings")  # named here: `ranks` sees only the combined queries
     out = {}
     n = next(iter(embeddings.values())).shape[0]
     diagonal = torch.arange(n)[:, None]

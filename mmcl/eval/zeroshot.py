@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from mmcl.errors import UserError
 from mmcl.eval.datasets import read_lines
-from mmcl.eval.embed import embed_text
-from mmcl.eval.metrics import confusion_matrix, mean_per_class_recall, per_class_recall, topk_accuracy
+from mmcl.eval.embed import embed_text, refuse_nonfinite
+from mmcl.eval.metrics import (confusion_matrix, mean_per_class_recall, per_class_recall, require_finite,
+                               topk_accuracy)
 
 DEFAULT_TEMPLATES = {
     "image": ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.", "a {c}."),
@@ -45,11 +46,15 @@ def class_embeddings(model, tokenizer, classnames: list[str], templates: Iterabl
     """[C, D]: per class, the mean of its prompt embeddings, re-normalised (CLIP's prompt ensembling)."""
     per_class = prompts(classnames, templates)
     flat = embed_text(model, tokenizer, [p for row in per_class for p in row], device)
+    refuse_nonfinite(flat, [name for name, row in zip(classnames, per_class) for _ in row],
+                     "text embeddings of the class prompts", "class(es)")
     return F.normalize(flat.reshape(len(classnames), -1, flat.shape[-1]).mean(dim=1), dim=-1)
 
 
 def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
     """Top-1 (and top-5 from five classes up), mean per-class recall, per-class recall and the confusion matrix."""
+    require_finite(query, "query embeddings")
+    require_finite(classes, "class embeddings")
     scores = query @ classes.T
     num_classes = classes.shape[0]
     metrics = {
