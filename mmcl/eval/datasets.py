@@ -38,6 +38,14 @@ class RawItem:
     label: int | None = None
 
 
+@dataclass
+class BadRow:
+    """A manifest row that cannot be used (e.g. a media path that is not a string): skipped, counted and named."""
+
+    key: str
+    detail: str
+
+
 def read_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -107,7 +115,7 @@ def _raw_item(key: str, raw: dict) -> RawItem:
 class ListSource(Source):
     """A list of items whose media are file paths; parts are runs of ITEMS_PER_PART items."""
 
-    def __init__(self, path: Path, format: str, items: list[RawItem], classnames, classnames_file=None):
+    def __init__(self, path: Path, format: str, items: list[RawItem | BadRow], classnames, classnames_file=None):
         if not items:
             raise UserError(f"{path}: no samples found")
         self.items = items
@@ -118,11 +126,15 @@ class ListSource(Source):
 
 
 class _ListPart:
-    def __init__(self, items: list[RawItem]):
+    def __init__(self, items: list[RawItem | BadRow]):
         self.items = items
 
     def __call__(self, failures: FailureCounter) -> Iterator[RawItem]:
-        yield from self.items
+        for item in self.items:
+            if isinstance(item, BadRow):  # reported here, by the part that holds it, so it is counted once
+                failures(SampleError(item.key, "bad manifest row", item.detail))
+            else:
+                yield item
 
 
 def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource:
@@ -144,37 +156,88 @@ def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource
 
 def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
     """CSV/TSV (header row) or JSON Lines with `image` and/or `audio` paths (relative to the manifest's folder),
-    optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name)."""
-    if path.suffix == ".jsonl":
-        try:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON Lines: {err}") from None
-    else:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name).
+
+    In a manifest with labels (a `label` column, or any JSON line with one) every row needs one: a missing or bad
+    label is an error naming the row, as it would shift the class list. A row whose media or text has the wrong
+    type is skipped and counted as a bad manifest row.
+    """
+    rows, labelled = _manifest_rows(path)
+    labels = [_manifest_label(row.get("label"), path, number) if labelled else None
+              for number, row in enumerate(rows, start=1)]
     classnames = read_lines(classnames_file) if classnames_file else None
-    named = sorted({str(r["label"]) for r in rows if not str(r.get("label", "0")).strip().isdigit()})
+    named = sorted({label for label in labels if isinstance(label, str)})
     if named and classnames is None:
         classnames = named  # label text given in the manifest itself: classes in sorted order
-    items = []
-    for number, row in enumerate(rows, start=1):
-        media = {m: path.parent / row[m] for m in EXTENSIONS if row.get(m)}
-        captions = row.get("text")
-        captions = [captions] if isinstance(captions, str) and captions else (list(captions) if captions else None)
-        items.append(RawItem(f"{path.name}:{number}", media, captions, _manifest_label(row.get("label"), classnames,
-                                                                                        path, number)))
+    for number, label in enumerate(labels, start=1):
+        if isinstance(label, str) and label not in classnames:
+            raise UserError(f"{path} row {number}: label {label!r} is not one of the class names")
+    items = [_manifest_item(path, number, row, classnames.index(label) if isinstance(label, str) else label)
+             for number, (row, label) in enumerate(zip(rows, labels), start=1)]
     return ListSource(path, "manifest", items, classnames, classnames_file)
 
 
-def _manifest_label(value, classnames: list[str] | None, path: Path, number: int) -> int | None:
-    if value is None or value == "":
-        return None
-    if str(value).strip().isdigit():
-        return int(value)
-    if classnames is None or str(value) not in classnames:
-        raise UserError(f"{path} row {number}: label {value!r} is not one of the class names")
-    return classnames.index(str(value))
+def _manifest_rows(path: Path) -> tuple[list[dict], bool]:
+    """The rows as dicts, and whether the manifest carries labels."""
+    if path.suffix != ".jsonl":
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
+            return list(reader), "label" in (reader.fieldnames or ())
+    rows = []
+    for number, line in enumerate((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()),
+                                  start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} row {number}: not valid JSON: {err}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path} row {number}: a {type(row).__name__}, expected a JSON object")
+        rows.append(row)
+    return rows, any("label" in row for row in rows)
+
+
+def _manifest_item(path: Path, number: int, row: dict, label: int | None) -> RawItem | BadRow:
+    """The row's item, or a BadRow naming what is wrong with its media or text."""
+    key = f"{path.name}:{number}"
+    try:
+        media = {m: path.parent / value for m in EXTENSIONS if (value := _manifest_path(row.get(m), m))}
+        captions = None if row.get("text") == "" else text.captions_from_json(row)  # an empty CSV cell: no text
+    except ValueError as err:
+        return BadRow(key, f"{path} row {number}: {err}")
+    return RawItem(key, media, captions, label)
+
+
+def _manifest_path(value, modality: str) -> str | None:
+    """A row's media path; None when absent or empty (the item has no such media), ValueError for another type."""
+    if value is None or isinstance(value, str):
+        return value or None
+    raise ValueError(f"{modality} {str(value)[:40]!r} is a {type(value).__name__}, expected a path string")
+
+
+def _manifest_label(value, path: Path, number: int) -> int | str:
+    """A labelled row's class index (an integer, or the text of one) or class name; a UserError naming the row for
+    anything else."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UserError(f"{path} row {number}: the label is {'empty' if value is not None else 'missing or null'}; "
+                        "in a manifest with labels every row needs one (a class index or a class name)")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UserError(f"{path} row {number}: label {str(value)[:40]!r} is a {type(value).__name__}, expected a "
+                        "class index or a class name")
+    if isinstance(value, str) and not _is_integer(value):
+        return value
+    try:
+        return parse_label(str(value))
+    except ValueError as err:
+        raise UserError(f"{path} row {number}: {err}") from None
+
+
+def _is_integer(text: str) -> bool:
+    """Whether a label text is an index (then checked by parse_label, so "-1" is an error) rather than a name."""
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def open_source(path: str | Path, format: str = "auto", classnames_file: str | Path | None = None) -> Source:
