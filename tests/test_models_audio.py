@@ -26,7 +26,7 @@ def test_tiny_audio_learns_to_match_tones_to_captions():
     torch.manual_seed(0)
     model, transforms, tokenizer = create_model("tiny-audio")
     loss_fn = create_loss("clip", modalities=["audio", "text"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)  # 2e-3 diverged on 6 seeds of 10
     losses = []
     for _ in range(60):
         loss = sum(loss_fn(model(_batch(transforms.train["audio"], tokenizer))).values())

@@ -1,7 +1,9 @@
-"""Audio: decode with soundfile, then mono ▶ resample ▶ fixed-length crop/pad ▶ log-mel (▶ SpecAugment in training).
+"""Audio: decode the window used with soundfile, then mono ▶ resample ▶ fixed-length crop/pad ▶ log-mel
+(▶ SpecAugment in training).
 
-Decoding uses soundfile (libsndfile ships in its wheel; torchaudio.load would need FFmpeg). The spectrogram,
-resampling and masking are torchaudio's. Crop policy, stated so evaluation numbers can be reproduced:
+Decoding uses soundfile (libsndfile ships in its wheel; torchaudio.load would need FFmpeg) and reads only the
+frames of the window, so an hour-long file costs what a clip does. The spectrogram, resampling and masking are
+torchaudio's; headers with absurd rates or channel counts, empty clips and NaN/inf samples are refused. Crop policy, stated so evaluation numbers can be reproduced:
 training takes a uniformly random window; evaluation takes the first `clip_seconds`. Clips shorter than the
 window are repeated end to end, then zero-padded to the exact length (as LAION-CLAP's "repeatpad").
 """
@@ -9,6 +11,8 @@ window are repeated end to end, then zero-padded to the exact length (as LAION-C
 from __future__ import annotations
 
 import io
+import math
+from fractions import Fraction
 
 import soundfile
 import torch
@@ -42,28 +46,92 @@ class AudioFrontEndConfig(Section):
         return self.num_samples // self.hop_length + 1  # centred STFT frames
 
 
-def decode(data: bytes) -> tuple[torch.Tensor, int]:
-    """Encoded audio to a float32 waveform [channels, samples] and its sample rate."""
-    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+# Headers outside these bounds are corrupt or absurd (a 1 Hz or 10⁹ Hz "recording"): the sample is refused rather
+# than resampled. Real rates run from telephone 8 kHz (some archives 2-4 kHz) to 768 kHz ultrasound recorders.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 1_000_000
+MAX_CHANNELS = 64
+# torchaudio's sinc resampler builds a [new', orig' + 2 x width] kernel from the gcd-reduced rates; every common
+# pair stays far below this many floats (44.1 kHz to 16 kHz: 76 k), but a header rate like 48001 Hz would need
+# 768 M. Such rates are resampled from the nearest ratio whose kernel fits (48001 Hz is read as 48000 Hz: a pitch
+# error of 0.002 %).
+RESAMPLE_KERNEL_BUDGET = 1 << 22
+
+
+def window_frames(seconds: float, rate: int) -> int:
+    """Frames at `rate` that cover `seconds` once resampled."""
+    return math.ceil(seconds * rate)
+
+
+def check_format(rate: int, channels: int) -> None:
+    """Refuse headers no real recording has, before any frame is read."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"{channels} channels (at most {MAX_CHANNELS})")
+
+
+def decode(data: bytes, seconds: float | None = None, random_start: bool = False) -> tuple[torch.Tensor, int]:
+    """Encoded audio to a float32 waveform [channels, frames] and its sample rate.
+
+    Only the window used is read: at most `seconds` (all when None), from the start or, with `random_start`, from
+    a uniformly random frame (torch's RNG, as `crop`). Memory and time do not grow with the file's length.
+    Raises ValueError for an empty clip, an absurd header, or NaN/inf samples.
+    """
+    with soundfile.SoundFile(io.BytesIO(data)) as f:
+        rate, total = f.samplerate, f.frames
+        check_format(rate, f.channels)
+        count = total if seconds is None else min(total, window_frames(seconds, rate))
+        start = int(torch.randint(0, total - count + 1, ())) if random_start and total > count else 0
+        if start:
+            f.seek(start)
+        samples = f.read(frames=count, dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("audio has no samples")
-    return torch.from_numpy(samples.T.copy()), rate
+    waveform = torch.from_numpy(samples.T.copy())
+    if not torch.isfinite(waveform).all():
+        raise ValueError("audio holds NaN or infinite samples")
+    return waveform, rate
 
 
 def load(data: bytes, transform: AudioTransform) -> torch.Tensor:
-    return transform(*decode(data))
+    return transform.load(data)
 
 
 def placeholder(transform: AudioTransform) -> torch.Tensor:
     return transform.placeholder()
 
 
+def resample(waveform: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    """torchaudio's sinc resampling of [..., N] from `rate` to `target` Hz, its kernel within RESAMPLE_KERNEL_BUDGET."""
+    ratio = Fraction(rate, target)
+    limit = ratio.denominator
+    while _kernel_floats(ratio) > RESAMPLE_KERNEL_BUDGET:
+        limit //= 2
+        ratio = Fraction(rate, target).limit_denominator(max(1, limit))
+    return torchaudio.functional.resample(waveform, ratio.numerator, ratio.denominator)
+
+
+def _kernel_floats(ratio: Fraction) -> int:
+    """Size of torchaudio's resampling kernel for a reduced ratio (its `_get_sinc_resample_kernel`, default width 6)."""
+    orig, new = ratio.numerator, ratio.denominator
+    width = math.ceil(6 * orig / (min(orig, new) * 0.99))
+    return new * (orig + 2 * width)
+
+
+def crop(waveform: torch.Tensor, length: int, random_crop: bool) -> torch.Tensor:
+    """[C, N] cut to at most `length` samples: a uniformly random window, or the start."""
+    n = waveform.shape[-1]
+    if n <= length:
+        return waveform
+    start = int(torch.randint(0, n - length + 1, ())) if random_crop else 0
+    return waveform[..., start:start + length]
+
+
 def fit_length(waveform: torch.Tensor, length: int, random_crop: bool) -> torch.Tensor:
     """Crop [C, N] to `length` samples (a random window, or the start), or repeat-pad it up to `length`."""
+    waveform = crop(waveform, length, random_crop)
     n = waveform.shape[-1]
-    if n > length:
-        start = int(torch.randint(0, n - length + 1, ())) if random_crop else 0
-        return waveform[..., start:start + length]
     if n < length:
         repeated = waveform.repeat(1, length // n)
         return torch.nn.functional.pad(repeated, (0, length - repeated.shape[-1]))
@@ -89,14 +157,21 @@ class AudioTransform:
         self.masks = masks
 
     def __call__(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        check_format(sample_rate, waveform.shape[0])
         mono = waveform.mean(dim=0, keepdim=True)
+        # The window is cut before resampling, so the cost does not grow with the clip's length.
+        mono = crop(mono, window_frames(self.cfg.clip_seconds, sample_rate), self.train)
         if sample_rate != self.cfg.sample_rate:
-            mono = torchaudio.functional.resample(mono, sample_rate, self.cfg.sample_rate)
-        clip = fit_length(mono, self.cfg.num_samples, random_crop=self.train)
+            mono = resample(mono, sample_rate, self.cfg.sample_rate)
+        clip = fit_length(mono, self.cfg.num_samples, random_crop=False)
         spec = self.to_db(self.mel(clip))
         for mask in self.masks:
             spec = mask(spec)
         return spec
+
+    def load(self, data: bytes) -> torch.Tensor:
+        """Encoded audio to the transformed clip, reading only the frames of the window it uses."""
+        return self(*decode(data, self.cfg.clip_seconds, random_start=self.train))
 
     def placeholder(self) -> torch.Tensor:
         """Zeros shaped like a transformed clip, standing in for samples that lack audio."""
