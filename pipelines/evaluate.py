@@ -75,7 +75,7 @@ def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = No
     outputs = []
     for task in config.tasks:
         out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers,
-                            rank=rank, world_size=world_size)
+                            rank=rank, world_size=world_size, image_limits=config.image_limits)
         out.result["model"] = model_info
         outputs.append(out)
     results = [o.result for o in outputs]

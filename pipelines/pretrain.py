@@ -215,7 +215,8 @@ def train(cfg: PretrainConfig) -> Path | None:
             with fsdp.root_gathered(model) if sharded else nullcontext():
                 results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
                                     cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache,
-                                    rank=0 if sharded else rank, world_size=1 if sharded else world_size)
+                                    rank=0 if sharded else rank, world_size=1 if sharded else world_size,
+                                    image_limits=cfg.eval.image_limits)
             found = scalars(results)
             if accelerator.is_main_process:
                 (out_dir / "eval").mkdir(exist_ok=True)

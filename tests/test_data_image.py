@@ -32,7 +32,7 @@ def test_palette_image_with_transparency_decodes_to_its_rgb_pixels_silently():
             expected = np.asarray(reference.convert("RGB"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning fails the test
-        decoded = image.decode(data)
+        decoded = image.decode(data, image.ImageLimits())
     assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), expected)
     assert tuple(np.asarray(decoded)[3, 3]) == (0, 128, 255)
 
@@ -42,4 +42,4 @@ def test_other_modes_decode_to_rgb(mode):
     img = Image.new(mode, (4, 4))
     buf = io.BytesIO()
     img.save(buf, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
-    assert image.decode(buf.getvalue()).mode == "RGB"
+    assert image.decode(buf.getvalue(), image.ImageLimits()).mode == "RGB"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from mmcl.config import Section
+from mmcl.data.image import ImageLimits
 from mmcl.data.text import TextAugmentConfig
 
 URL_SPEC = ("a directory of .tar shards, a brace pattern (data/shard-{000000..000009}.tar), "
@@ -49,6 +50,9 @@ class DataConfig(Section):
     )
     text_augment: TextAugmentConfig = Field(
         default_factory=TextAugmentConfig, description="Random caption edits in training."
+    )
+    image_limits: ImageLimits = Field(
+        default_factory=ImageLimits, description="Images skipped (and counted) from their header alone."
     )
 
     @model_validator(mode="after")

@@ -9,23 +9,34 @@ from __future__ import annotations
 import random
 from typing import Callable, Iterable, Iterator
 
+import torch
+
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
 from mmcl.data.label import parse_label
 from mmcl.data.text import TextAugmentConfig
 from mmcl.errors import UserError
 
-# Modalities stored as encoded bytes: each module has EXTENSIONS, load(bytes, transform) and placeholder(transform).
+# Modalities stored as encoded bytes: each module has EXTENSIONS and placeholder(transform); see load_media.
 MEDIA = {"image": image, "audio": audio}
 SUPPORTED_MODALITIES = ("image", "text", "audio")
 FAILURES = "__failures__"
 SKIPPED = "__skipped__"
 
 
+def load_media(modality: str, data: bytes, transform: Callable, image_limits: image.ImageLimits) -> torch.Tensor:
+    """Encoded bytes to the tower's input. Images beyond `image_limits` are refused from their header; audio reads
+    only the window its transform uses."""
+    if modality == "image":
+        return image.load(data, transform, image_limits)
+    return audio.load(data, transform)
+
+
 class SampleDecoder:
     """Raw sample to {__key__, <media modality>: tensor, text: str, label: int}, each only where present."""
 
-    def __init__(self, modalities: list[str], transforms: dict[str, Callable], text_augment: TextAugmentConfig | None):
+    def __init__(self, modalities: list[str], transforms: dict[str, Callable], text_augment: TextAugmentConfig | None,
+                 image_limits: image.ImageLimits):
         unknown = sorted(set(modalities) - set(SUPPORTED_MODALITIES))
         if unknown:
             raise UserError(f"data.modalities: unsupported modality {unknown}; supported: {list(SUPPORTED_MODALITIES)}")
@@ -36,6 +47,7 @@ class SampleDecoder:
         self.text = "text" in modalities
         self.modalities = modalities
         self.text_augment = text_augment
+        self.image_limits = image_limits
 
     def __call__(self, raw: dict, rng: random.Random | None) -> dict:
         """`rng` (training only) picks the caption and drives text augmentation."""
@@ -46,7 +58,7 @@ class SampleDecoder:
             if ext is None:
                 continue
             try:
-                out[name] = module.load(raw[ext], transform)
+                out[name] = load_media(name, raw[ext], transform, self.image_limits)
             except Exception as err:  # decoders raise many types on corrupt bytes; the sample is unusable
                 raise SampleError(key, f"undecodable {name}", f"{type(err).__name__}: {err}") from err
         if self.text:

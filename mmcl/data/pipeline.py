@@ -81,7 +81,7 @@ def build_loader(cfg: DataConfig, transforms: dict[str, Callable], tokenizer, *,
     """
     sources = [expand_urls(s.shards) for s in cfg.shard_sources()]
     augment = cfg.text_augment if train and cfg.text_augment.enabled else None
-    decoder = SampleDecoder(cfg.modalities, transforms, augment)
+    decoder = SampleDecoder(cfg.modalities, transforms, augment, cfg.image_limits)
     collate = Collator(cfg.modalities, transforms, tokenizer)
     if not train:
         stream = EvalStream([u for urls in sources for u in urls], decoder, rank=rank, world_size=world_size)

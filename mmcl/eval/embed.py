@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from mmcl.data.image import ImageLimits
 from mmcl.errors import UserError
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import Source
@@ -25,6 +26,7 @@ class Loading:
     cache: DecodedCache | None = None
     rank: int = 0  # with world_size > 1, this process embeds its share of the parts and all gather the rest
     world_size: int = 1
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
 
 
 @dataclass
@@ -103,7 +105,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
 
     def decode():
         dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,
-                                 FORWARD_ROWS, loading.rank, loading.world_size)
+                                 FORWARD_ROWS, loading.image_limits, loading.rank, loading.world_size)
         return torch.utils.data.DataLoader(dataset, batch_size=None,
                                            num_workers=min(loading.num_workers, len(dataset.parts)))
 

@@ -14,15 +14,10 @@ from typing import Callable, Iterator
 
 import torch
 
-from mmcl.data import audio, image
+from mmcl.data.decode import load_media
 from mmcl.data.failures import FailureCounter, SampleError
+from mmcl.data.image import ImageLimits
 from mmcl.eval.datasets import RawItem, Source
-
-LOADERS = {"image": image.load, "audio": audio.load}  # encoded bytes + eval transform -> tower input
-
-
-def decode_media(modality: str, media: bytes | Path, transform: Callable) -> torch.Tensor:
-    return LOADERS[modality](media.read_bytes() if isinstance(media, Path) else media, transform)
 
 
 class DecodedBatches(torch.utils.data.IterableDataset):
@@ -32,7 +27,8 @@ class DecodedBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, source: Source, modalities: list[str], transforms: dict[str, Callable], tokenizer,
-                 batch_size: int, need_labels: bool, group_rows: int, rank: int = 0, world_size: int = 1):
+                 batch_size: int, need_labels: bool, group_rows: int, image_limits: ImageLimits, rank: int = 0,
+                 world_size: int = 1):
         parts = source.parts()
         self.part_indices = list(range(rank, len(parts), world_size))  # this process's share
         self.parts = [parts[i] for i in self.part_indices]
@@ -41,6 +37,7 @@ class DecodedBatches(torch.utils.data.IterableDataset):
         self.tokenizer = tokenizer
         self.batch_size = max(1, batch_size // group_rows) * group_rows
         self.need_labels = need_labels
+        self.image_limits = image_limits
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -73,7 +70,9 @@ class DecodedBatches(torch.utils.data.IterableDataset):
             if m == "text":
                 continue
             try:
-                sample[m] = decode_media(m, item.media[m], self.transforms[m])
+                media = item.media[m]
+                data = media.read_bytes() if isinstance(media, Path) else media
+                sample[m] = load_media(m, data, self.transforms[m], self.image_limits)
             except Exception as err:  # any decoder error means this one item is unusable
                 failures(SampleError(item.key, f"undecodable {m}", f"{type(err).__name__}: {err}"))
                 return None

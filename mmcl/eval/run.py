@@ -9,6 +9,7 @@ from itertools import combinations
 import torch
 
 import mmcl
+from mmcl.data.image import ImageLimits
 from mmcl.errors import UserError
 from mmcl.eval import geometry, retrieval
 from mmcl.eval.cache import DecodedCache
@@ -177,14 +178,15 @@ RUNNERS = {
 
 def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.device | str = "cpu",
                   batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
-                  world_size: int = 1) -> TaskOutput:
+                  world_size: int = 1, image_limits: ImageLimits | None = None) -> TaskOutput:
     """One task on a model object; the model is put in eval mode for the call and restored afterwards.
-    `cache`, `rank` and `world_size`: see `mmcl.eval.embed.Loading`."""
+    `cache`, `rank`, `world_size` and `image_limits` (default: `ImageLimits()`): see `mmcl.eval.embed.Loading`."""
     was_training = model.training
     model.eval()
     try:
         out = RUNNERS[task.type](model, transforms, tokenizer, task,
-                                 Loading(torch.device(device), batch_size, num_workers, cache, rank, world_size))
+                                 Loading(torch.device(device), batch_size, num_workers, cache, rank, world_size,
+                                         image_limits or ImageLimits()))
     finally:
         model.train(was_training)
     out.result = {"task": task.type, "name": task.label, **out.result, "versions": versions()}
@@ -193,7 +195,7 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
 
 def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch.device | str = "cpu",
               batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
-              world_size: int = 1) -> dict[str, dict]:
+              world_size: int = 1, image_limits: ImageLimits | None = None) -> dict[str, dict]:
     """Every task's result, keyed by task name. `transforms` is the per-modality evaluation transforms dict
     (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same `cache`
     (a `DecodedCache`) on every call of a training run to decode the evaluation data once, within its budget. With
@@ -203,5 +205,5 @@ def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch
         if task.label in results:
             raise UserError(f"two evaluation tasks are named {task.label!r}; give them distinct names")
         results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers,
-                                            cache, rank, world_size).result
+                                            cache, rank, world_size, image_limits).result
     return results

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator
 
 from mmcl.config import Section
+from mmcl.data.image import ImageLimits
 from mmcl.eval.retrieval import DEFAULT_KS
 
 Modality = Literal["image", "text", "audio"]
@@ -101,3 +102,5 @@ class EvalConfig(Section):
     batch_size: int = Field(64, gt=0, description="Items a loader hands over at a time, rounded to a multiple of the "
                                                    "fixed 32-row forward pass (results do not depend on it).")
     num_workers: int = Field(0, ge=0, description="Loader worker processes decoding items.")
+    image_limits: ImageLimits = Field(default_factory=ImageLimits,
+                                      description="Images skipped (and counted) from their header alone.")
