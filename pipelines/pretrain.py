@@ -134,7 +134,6 @@ def train(cfg: PretrainConfig) -> Path | None:
     scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
     # The scheduler is stepped by hand once per optimiser step: Accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     unwrapped = accelerator.unwrap_model(model)
     checkpoints.weights_in_model_folder_only(accelerator, unwrapped)
     stream = DataStream(
@@ -153,7 +152,7 @@ def train(cfg: PretrainConfig) -> Path | None:
         position = checkpoints.read_json(resume_from / "train_state" / f"data_position_{rank}.json")
         stream.load_state_dict(position)
         # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
-        accelerator.load_state(str(resume_from / "train_state"))
+        checkpoints.load_train_state(accelerator, scheduler, resume_from / "train_state")
         start_step = position["step"]
         if (checkpoint_dir / "best.json").is_file():
             best = checkpoints.read_json(checkpoint_dir / "best.json")
@@ -197,6 +196,8 @@ def train(cfg: PretrainConfig) -> Path | None:
         accelerator.save_state(str(staging / "train_state"), safe_serialization=True)
         checkpoints.write_json(staging / "train_state" / f"data_position_{rank}.json",
                                {"step": step, **stream.state_dict()})
+        if accelerator.is_main_process:
+            checkpoints.save_scheduler(scheduler, staging / "train_state")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             checkpoints.publish(folder)

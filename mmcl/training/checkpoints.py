@@ -3,15 +3,20 @@
 A checkpoint `OUTPUT/checkpoints/step-00000100/` holds `model/` (safetensors weights + model.yaml: all that
 `mmcl eval` needs) and `train_state/` (Accelerate's save_state: optimiser, scheduler, scaler, RNG states of every
 process, plus each process's data position; the model's weights only when sharded by FSDP, else they are read
-back from `model/`). It is written under a `.tmp` name and renamed when complete, so a folder with a final name
-is always whole. The train state is read only from the run's own folder (it holds
-pickled optimiser and RNG states, which is why it is never the format we share weights in).
+back from `model/`), and `scheduler.json`. It is written under a `.tmp` name and renamed when complete, so a
+folder with a final name is always whole.
+
+A checkpoint given to `train.resume` may come from anywhere, so nothing in it can run code when read: weights are
+safetensors, the scheduler and data positions JSON, and Accelerate reads its optimiser and RNG files with
+`torch.load(weights_only=True)` (tensors, numbers and numpy arrays only). A folder holding other pickles (such as
+Accelerate's `custom_checkpoint_*.pkl`, which it would unpickle in full) is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -56,6 +61,32 @@ def resolve_resume(resume: str, checkpoint_dir: Path) -> Path | None:
     if not (folder / "train_state").is_dir():
         raise UserError(f"train.resume={resume}: not a training checkpoint (no train_state/ inside)")
     return folder
+
+
+SCHEDULER = "scheduler.json"
+_UNSAFE_PICKLES = "custom_checkpoint_*.pkl"  # Accelerate unpickles these with weights_only=False
+
+
+def save_scheduler(scheduler, train_state: Path) -> None:
+    """The schedule's position as JSON (its lr function is rebuilt from the config, never stored)."""
+    state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    write_json(train_state / SCHEDULER, state)
+
+
+def load_train_state(accelerator, scheduler, train_state: Path) -> None:
+    """Optimiser, scaler and RNG states through Accelerate (weights_only=True), the scheduler from JSON; a state that
+    would need unrestricted unpickling is refused with the file named."""
+    unsafe = sorted(p.name for p in train_state.glob(_UNSAFE_PICKLES))
+    if unsafe or not (train_state / SCHEDULER).is_file():
+        found = f"holds {', '.join(unsafe)}" if unsafe else f"has no {SCHEDULER}"
+        raise UserError(f"{train_state}: {found}; mmcl resumes only from states it can read without running "
+                        "pickled code (written by this version of mmcl)")
+    try:
+        accelerator.load_state(str(train_state))
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{train_state}: refused to unpickle a training state file, which holds more than "
+                        f"tensors and numbers ({str(err).splitlines()[0]})") from None
+    scheduler.load_state_dict({**read_json(train_state / SCHEDULER), "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
 
 
 def publish(folder: Path) -> None:
