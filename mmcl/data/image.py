@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import torch
 from PIL import Image
@@ -26,7 +27,10 @@ class ImageLimits(Section):
 
 
 def decode(data: bytes, limits: ImageLimits) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
+    with warnings.catch_warnings():  # Pillow's bomb warning: the limits below decide, and count what they refuse
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+    with img:
         width, height = img.size
         if width * height > limits.max_pixels:
             raise ValueError(f"{width}x{height} exceeds max_pixels={limits.max_pixels}")
