@@ -134,7 +134,8 @@ def hostile_samples(num_good: int = 24, long_audio_seconds: float = 600) -> tupl
 def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_audio_seconds: float = 600) -> Corpus:
     """Shards of the hostile samples plus a tar cut mid-member and a file that is not a tar at all.
 
-    The cut shard's first sample is whole and good; its second is cut. Class names go to classnames.txt.
+    The first shard repeats its first key at its end. The cut shard's first sample is whole and good; its second
+    is cut. Class names go to classnames.txt.
     """
     folder.mkdir(parents=True, exist_ok=True)
     samples, bad = hostile_samples(num_good, long_audio_seconds)
@@ -144,6 +145,8 @@ def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_aud
         with wds.TarWriter(str(path)) as writer:
             for sample in samples[start:start + per_shard]:
                 writer.write(sample)
+            if start == 0:  # a key repeated later in the same shard: the repeat is the bad one
+                writer.write({**samples[0], "txt": b"the same key again"})
         shards.append(path)
     cut = folder / f"shard-{len(shards):06d}.tar"
     whole = {"__key__": "goodcut", "jpg": jpeg(99), "txt": b"a photo of a red square", "cls": b"0"}

@@ -52,7 +52,7 @@ def test_training_loader_keeps_every_good_sample_and_counts_every_bad_one(corpus
     keys, failures = _train_epoch(corpus, tiny_audio, num_workers=2)
     assert sorted(keys) == sorted(corpus.good)  # each good sample once, none lost
     assert failures == {"bad text": 7, "undecodable image": 5, "undecodable audio": 5, "bad label": 3,
-                        "unreadable: ReadError": BROKEN_SHARD_FAILURES}
+                        "duplicate key": 1, "unreadable: ReadError": BROKEN_SHARD_FAILURES}
 
 
 def test_each_skipped_sample_is_named_with_its_problem(corpus, tiny_audio, caplog):
@@ -87,7 +87,8 @@ def _eval(corpus, tiny_audio, task: dict) -> dict:
 
 
 def test_every_eval_task_keeps_every_usable_item_and_counts_the_rest(corpus, tiny_audio):
-    readable = len(corpus.good) + len(corpus.bad)  # the cut shard's second sample never comes out of the tar
+    # The cut shard's second sample never comes out of the tar; the repeated key does, and is counted.
+    readable = len(corpus.good) + len(corpus.bad) + 1
     image_faults = {k for k, w in corpus.bad.items() if "image" in w or w in ("max_aspect_ratio", "max_pixels")}
     expected = {  # kept items; the undecodable image/audio counts where the task decodes them
         # zero-shot needs a label, which only good samples carry: the rest are skipped before decoding
@@ -104,7 +105,7 @@ def test_every_eval_task_keeps_every_usable_item_and_counts_the_rest(corpus, tin
         assert dataset["num_items"] == kept, (kind, dataset)
         assert sum(v for r, v in skipped.items() if not r.startswith("unreadable")) == readable - kept, (kind, skipped)
         # Captions and labels are read for every item, whatever the task: their faults count everywhere.
-        assert skipped["bad text or label"] == 10, (kind, skipped)
+        assert skipped["bad text or label"] == 10 and skipped["duplicate key"] == 1, (kind, skipped)
         assert skipped.get("undecodable image", 0) == bad_images, (kind, skipped)
         assert skipped.get("undecodable audio", 0) == bad_audio, (kind, skipped)
         assert sum(v for r, v in skipped.items() if r.startswith("unreadable")) >= 2, (kind, skipped)

@@ -21,6 +21,13 @@ class SampleError(Exception):
         self.reason = reason
 
 
+def _reason(exn: Exception) -> str:
+    """A counter key for what webdataset raised while reading a tar."""
+    if "duplicate file name" in str(exn):  # a key repeated by the next member: the repeat is dropped
+        return "duplicate key"
+    return f"unreadable: {type(exn).__name__}"
+
+
 class FailureCounter:
     """Exception handler for webdataset stages that counts and logs instead of raising.
 
@@ -34,7 +41,7 @@ class FailureCounter:
         self.unreported: Counter[str] = Counter()
 
     def __call__(self, exn: Exception) -> bool:
-        reason = exn.reason if isinstance(exn, SampleError) else f"unreadable: {type(exn).__name__}"
+        reason = exn.reason if isinstance(exn, SampleError) else _reason(exn)
         self.total[reason] += 1
         self.unreported[reason] += 1
         count = self.total[reason]

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 import webdataset as wds
 
+from mmcl.data.failures import SampleError
 from mmcl.errors import UserError
 
 # Resampling draws shards forever; this many draws in a row without a single sample means the source is unreadable.
@@ -21,8 +22,21 @@ def worker_slot() -> tuple[int, int]:
 
 
 def read_shards(urls: Iterable[str], handler: Callable[[Exception], bool]) -> Iterator[dict]:
-    """Tar members grouped into raw samples (bytes per extension, plus __key__ and __url__)."""
-    return wds.tarfile_to_samples(handler=handler)({"url": url} for url in urls)
+    """Tar members grouped into raw samples (bytes per extension, plus __key__ and __url__).
+
+    A key met again in the same shard is a duplicate: the later sample is skipped and counted (webdataset itself
+    reports only adjacent repeats, as a duplicate member)."""
+    seen: set[str] = set()
+    url = None
+    for raw in wds.tarfile_to_samples(handler=handler)({"url": url} for url in urls):
+        if raw.get("__url__") != url:
+            url, seen = raw.get("__url__"), set()
+        key = raw.get("__key__")
+        if key in seen:
+            handler(SampleError(key, "duplicate key", f"again in {url}"))
+            continue
+        seen.add(key)
+        yield raw
 
 
 def resampled(urls: list[str], rng: random.Random, handler: Callable[[Exception], bool]) -> Iterator[dict]:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import webdataset as wds
 
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
 from mmcl.data.label import parse_label
 from mmcl.data import expand_urls
+from mmcl.data.streams import read_shards
 from mmcl.errors import UserError
 
 EXTENSIONS = {"image": image.EXTENSIONS, "audio": audio.EXTENSIONS}
@@ -94,7 +94,7 @@ class _ShardPart:
         self.url = url
 
     def __call__(self, failures: FailureCounter) -> Iterator[RawItem]:
-        for raw in wds.tarfile_to_samples(handler=failures)([{"url": self.url}]):
+        for raw in read_shards([self.url], failures):
             key = raw.get("__key__", "?")
             try:
                 yield _raw_item(key, raw)
