@@ -131,23 +131,32 @@ def hostile_samples(num_good: int = 24, long_audio_seconds: float = 600) -> tupl
     return mixed, words
 
 
-def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_audio_seconds: float = 600) -> Corpus:
-    """Shards of the hostile samples plus a tar cut mid-member and a file that is not a tar at all.
+def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_audio_seconds: float = 600,
+                 include_bad: bool = True) -> Corpus:
+    """Shards of the hostile samples plus a tar cut mid-member and a file that is not a tar at all; without
+    `include_bad`, the same good samples alone (the clean baseline).
 
     The first shard repeats its first key at its end. The cut shard's first sample is whole and good; its second
     is cut. Class names go to classnames.txt.
     """
     folder.mkdir(parents=True, exist_ok=True)
     samples, bad = hostile_samples(num_good, long_audio_seconds)
+    if not include_bad:
+        samples = [s for s in samples if s["__key__"].startswith("good")]
+        bad = {}
     shards = []
     for start in range(0, len(samples), per_shard):
         path = folder / f"shard-{start // per_shard:06d}.tar"
         with wds.TarWriter(str(path)) as writer:
             for sample in samples[start:start + per_shard]:
                 writer.write(sample)
-            if start == 0:  # a key repeated later in the same shard: the repeat is the bad one
+            if start == 0 and include_bad:  # a key repeated later in the same shard: the repeat is the bad one
                 writer.write({**samples[0], "txt": b"the same key again"})
         shards.append(path)
+    (folder / "classnames.txt").write_text("\n".join(CLASSES) + "\n")
+    if not include_bad:
+        good = {s["__key__"] for s in samples}
+        return Corpus(shards, good, with_audio={s["__key__"] for s in samples if "flac" in s}, with_label=good)
     cut = folder / f"shard-{len(shards):06d}.tar"
     whole = {"__key__": "goodcut", "jpg": jpeg(99), "txt": b"a photo of a red square", "cls": b"0"}
     with wds.TarWriter(str(cut)) as writer:
@@ -160,7 +169,6 @@ def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_aud
     not_tar = folder / f"shard-{len(shards):06d}.tar"
     not_tar.write_bytes(b"<html>403 Forbidden</html>" * 40)
     shards.append(not_tar)
-    (folder / "classnames.txt").write_text("\n".join(CLASSES) + "\n")
     good = {s["__key__"] for s in samples if s["__key__"].startswith("good")} | {"goodcut"}
     return Corpus(shards, good, bad, {cut.name: "cut mid-member", not_tar.name: "not a tar"},
                   with_audio={s["__key__"] for s in samples if s["__key__"].startswith("good") and "flac" in s},
