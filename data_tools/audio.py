@@ -1,16 +1,20 @@
-"""Audio decoding (soundfile), down-mixing, resampling (torchaudio) and FLAC encoding."""
+"""Audio decoding and resampling (mmcl.data.audio's, as training reads it), down-mixing and FLAC encoding."""
 
 from __future__ import annotations
 
 import io
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
 
 from data_tools.errors import SampleError
 from mmcl.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3")
 
@@ -40,41 +44,59 @@ def _truncated_wav(extra_info: str) -> str | None:
     return None
 
 
-def decode_audio(data: bytes, source: str) -> tuple[np.ndarray, int]:
-    """Return float32 samples shaped (frames, channels) and the rate, or raise SampleError."""
+def decode_audio(data: bytes, source: str, seconds: float | None = None) -> tuple[torch.Tensor, int]:
+    """Return float32 samples shaped [channels, frames] and the rate, or raise SampleError.
+
+    Only the first ``seconds`` are read (all when None), with mmcl's decoder: the same refusals as training
+    (absurd rates or channel counts, no frames, NaN/inf samples), and a cost that does not grow with the file.
+    """
+    # mmcl.data.audio is imported here so that image-only runs do not pay for torchaudio in every worker.
+    from mmcl.data import audio
+
     try:
-        with soundfile.SoundFile(io.BytesIO(data)) as f:
-            truncated = _truncated_wav(f.extra_info)
-            if truncated:
-                raise SampleError("bad_audio", f"{source}: truncated, {truncated}")
-            wave, rate = f.read(dtype="float32", always_2d=True), f.samplerate
+        truncated = _truncated_wav(soundfile.info(io.BytesIO(data)).extra_info)
+        if truncated:
+            raise SampleError("bad_audio", f"{source}: truncated, {truncated}")
+        return audio.decode(data, seconds)
     except SampleError:
         raise
     except Exception as err:  # libsndfile and its codecs fail in several ways on corrupt data
         raise SampleError("bad_audio", f"{source}: {err}") from None
-    if wave.shape[0] == 0:
+
+
+def check_audio_header(data: bytes, source: str) -> float:
+    """The duration in seconds from the header alone, refusing what decode_audio would refuse before reading."""
+    from mmcl.data import audio
+
+    try:
+        info = soundfile.info(io.BytesIO(data))
+        audio.check_format(info.samplerate, info.channels)
+    except Exception as err:  # as in decoding: corrupt headers fail in many ways
+        raise SampleError("bad_audio", f"{source}: {err}") from None
+    if info.frames == 0:
         raise SampleError("bad_audio", f"{source}: no audio frames")
-    return wave, rate
+    return info.duration
 
 
-def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    # torch is imported here so that image-only runs do not pay for loading it in every worker.
-    import torch
-    import torchaudio.functional
-
-    resampled = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave.T)), rate, target)
-    return resampled.T.numpy()
+def _encode_flac(wave: np.ndarray, rate: int, source: str) -> bytes:
+    out = io.BytesIO()
+    try:
+        soundfile.write(out, np.clip(wave, -1.0, 1.0), rate, format="FLAC", subtype="PCM_16")
+    except Exception as err:  # libsndfile refuses what FLAC cannot hold (over 655350 Hz, over 8 channels) in several ways
+        raise SampleError("bad_audio", f"{source}: cannot be stored as FLAC at {rate} Hz with {wave.shape[1]} "
+                          f"channel(s) ({type(err).__name__}: {err}); try --audio-rate or --audio-mono") from None
+    return out.getvalue()
 
 
 def process_audio(data: bytes, source: str, opts: AudioOptions) -> tuple[bytes, float]:
     """Return (FLAC bytes, duration in seconds as stored) or raise SampleError."""
-    wave, rate = decode_audio(data, source)
-    if opts.max_seconds is not None:
-        wave = wave[: int(opts.max_seconds * rate)]
-    if opts.mono and wave.shape[1] > 1:
-        wave = wave.mean(axis=1, keepdims=True)
+    from mmcl.data import audio
+
+    wave, rate = decode_audio(data, source, opts.max_seconds)
+    if opts.mono and wave.shape[0] > 1:
+        wave = wave.mean(dim=0, keepdim=True)
     if opts.sample_rate is not None and opts.sample_rate != rate:
-        wave, rate = _resample(wave, rate, opts.sample_rate), opts.sample_rate
-    out = io.BytesIO()
-    soundfile.write(out, np.clip(wave, -1.0, 1.0), rate, format="FLAC", subtype="PCM_16")
-    return out.getvalue(), wave.shape[0] / rate
+        # mmcl's resampler bounds torchaudio's kernel: an odd header rate such as 48001 Hz stays cheap.
+        wave, rate = audio.resample(wave, rate, opts.sample_rate), opts.sample_rate
+    frames = wave.T.numpy()
+    return _encode_flac(frames, rate, source), frames.shape[0] / rate

@@ -114,6 +114,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _report_text(report: dict) -> str:
     lines = [f"{report['output']}: {report['samples']} samples in {report['shards']} shard(s) read back"]
     lines += [f"  problem: {p}" for p in report["problems"]]
+    lines += [f"  note: {n}" for n in report["notes"]]
     lines.append("OK" if report["ok"] else f"FAILED: {len(report['problems'])} problem(s)")
     return "\n".join(lines)
 
@@ -121,7 +122,7 @@ def _report_text(report: dict) -> str:
 def _stats(args: argparse.Namespace) -> int:
     from data_tools.stats import collect_stats, render_text, save_plot
 
-    summary, values = collect_stats(Path(args.output))
+    summary, values = collect_stats(Path(args.output), write_sizes=args.write_sizes)
     print(json.dumps(summary, indent=2) if args.json else render_text(summary))
     if args.plot:
         save_plot(values, Path(args.plot))
@@ -185,7 +186,8 @@ def register(shards) -> None:
     _add_prepare(sub)
 
     p = sub.add_parser("verify", help="read every shard back and decode every sample",
-                       description="Read every shard, decode every sample and compare counts with sizes.json; "
+                       description="Read every shard, decode every sample and compare counts with sizes.json (a set "
+                       "without one, written by another tool, gets a note: `stats --write-sizes` writes it); "
                        "exit non-zero if any shard is corrupt or truncated or any sample does not decode.")
     p.add_argument("output", help="shard directory")
     p.add_argument("--workers", type=int, default=1, help="processes reading shards in parallel")
@@ -197,6 +199,8 @@ def register(shards) -> None:
     p.add_argument("output", help="shard directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--plot", help="also save histograms to this image file (needs matplotlib)")
+    p.add_argument("--write-sizes", action="store_true", help="write sizes.json (samples per shard, as prepare does) "
+                   "from the samples counted, for sets written by other tools; refused if a shard is truncated")
     p.set_defaults(func=_stats)
 
     p = sub.add_parser("merge", help="write sizes.json, stats.json and manifest.parquet once all parts are done",

@@ -56,6 +56,11 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_sizes(output: Path, counts: dict[str, int]) -> None:
+    """sizes.json: shard file name -> samples in it, in shard order; what a training reader looks for."""
+    write_json(output / SIZES, counts)
+
+
 def read_json(path: Path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -55,6 +55,24 @@ def _target_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def _output_size(width: int, height: int, opts: ImageOptions) -> tuple[int, int]:
+    """The size stored after resizing: what memory the result needs."""
+    if opts.resize_mode == "border":
+        return opts.size, opts.size
+    target = _target_size(width, height, opts)
+    if opts.resize_mode == "center_crop":
+        return min(target[0], opts.size), min(target[1], opts.size)
+    return target
+
+
+def _check_output_size(width: int, height: int, opts: ImageOptions, source: str) -> None:
+    """A thin strip scaled by its short side (1x100000 to 256 wide) would need gigabytes: refuse it from the header."""
+    out_w, out_h = _output_size(width, height, opts)
+    if out_w * out_h > opts.max_pixels:
+        raise SampleError("too_many_pixels", f"{source}: {width}x{height} would be resized to {out_w}x{out_h}, "
+                          f"over {opts.max_pixels} pixels (--max-pixels)")
+
+
 def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | None = None) -> Image.Image:
     """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check.
 
@@ -67,8 +85,10 @@ def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | N
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > max_pixels:
                 raise SampleError("too_many_pixels", f"{source}: {img.width}x{img.height} exceeds {max_pixels} pixels")
-            if opts is not None and opts.resize_mode != "none" and img.format == "JPEG":
-                img.draft("RGB", _target_size(img.width, img.height, opts))
+            if opts is not None and opts.resize_mode != "none":
+                _check_output_size(img.width, img.height, opts, source)
+                if img.format == "JPEG":
+                    img.draft("RGB", _target_size(img.width, img.height, opts))
             img.load()
     except Image.DecompressionBombError as err:
         raise SampleError("too_many_pixels", f"{source}: {err}") from None
@@ -79,17 +99,30 @@ def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | N
     return img
 
 
+def _resample_filter(new_width: float, old_width: float) -> Image.Resampling:
+    return Image.Resampling.LANCZOS if new_width < old_width else Image.Resampling.BICUBIC
+
+
+def _center_crop(img: Image.Image, opts: ImageOptions) -> Image.Image:
+    """Resize only the centre square's source pixels: scaling the whole image first would make a 1x100000 strip
+    256x25600000 before the crop."""
+    (target_w, target_h), (out_w, out_h) = _target_size(img.width, img.height, opts), _output_size(img.width, img.height, opts)
+    box_w, box_h = out_w * img.width / target_w, out_h * img.height / target_h
+    left, top = (img.width - box_w) / 2, (img.height - box_h) / 2
+    if (out_w, out_h) == img.size and (box_w, box_h) == img.size:
+        return img
+    return img.resize((out_w, out_h), _resample_filter(out_w, box_w), box=(left, top, left + box_w, top + box_h))
+
+
 def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
     if opts.resize_mode == "none":
         return img
+    if opts.resize_mode == "center_crop":
+        return _center_crop(img, opts)
     size = _target_size(img.width, img.height, opts)
     if size != img.size:
-        img = img.resize(size, Image.Resampling.LANCZOS if size[0] < img.width else Image.Resampling.BICUBIC)
-    if opts.resize_mode == "center_crop":
-        w, h = min(img.width, opts.size), min(img.height, opts.size)
-        left, top = (img.width - w) // 2, (img.height - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-    elif opts.resize_mode == "border":
+        img = img.resize(size, _resample_filter(size[0], img.width))
+    if opts.resize_mode == "border":
         canvas = Image.new(img.mode, (opts.size, opts.size))
         canvas.paste(img, ((opts.size - img.width) // 2, (opts.size - img.height) // 2))
         img = canvas

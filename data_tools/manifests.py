@@ -1,7 +1,9 @@
 """Read csv / tsv / jsonl / parquet manifests (optionally gzipped) into sample specs.
 
 Text manifests are decoded with ``surrogateescape`` so that one row with bytes that are not
-UTF-8 becomes one failed sample (reason ``bad_encoding``) instead of aborting the whole file.
+UTF-8 becomes one failed sample (reason ``bad_encoding``) instead of aborting the whole file. Likewise a
+media cell that is not a path (``bad_manifest_row``) and, in a manifest with a label column, a row whose label
+is empty, null, missing or not a class index (``bad_label``) fail alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Iterator
 
 from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import as_captions, is_utf8
+from mmcl.data.label import parse_label
 from mmcl.errors import UserError
 
 
@@ -93,22 +96,53 @@ def _not_utf8(value: Any) -> bool:
     return False
 
 
+def _media_path(value: Any, field: str) -> str | None:
+    """A cell naming a media file: None when empty (no such media), ValueError naming the cell for another type."""
+    if value is None or isinstance(value, str):
+        return value or None
+    raise ValueError(f"{field} {repr(value)[:40]} is a {type(value).__name__}, expected a path string")
+
+
+def _label(value: Any) -> int:
+    """A label cell as a class index, checked by mmcl's parse_label; ValueError naming what is wrong."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"the label is {'null' if value is None else 'empty'}; every row of a labelled manifest needs one")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # pandas stores an integer column that had gaps as floats
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"label {repr(value)[:40]} is a {type(value).__name__}, expected a class index")
+    return parse_label(str(value))
+
+
 def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[str, Any]) -> SampleSpec:
     key = row.get(cols["key"])
     spec = SampleSpec(key=f"{index:09d}" if key in (None, "") else make_key(str(key)), source=source)
-    for field in ("image", "audio"):
-        value = row.get(cols[field])
-        if value:
-            setattr(spec, field, str(base / value))
+    try:
+        for field in ("image", "audio"):
+            path = _media_path(row.get(cols[field]), field)
+            if path:
+                setattr(spec, field, str(base / path))
+    except ValueError as err:
+        spec.error = ("bad_manifest_row", f"{source}: {err}")
+        return spec
     spec.captions = tuple(c for name in cols["captions"] for c in as_captions(row.get(name)))
-    label = row.get(cols["label"])
-    if label not in (None, ""):
+    if cols["label"] in row:
         try:
-            spec.label = int(label)
-        except (TypeError, ValueError):
-            spec.error = ("bad_label", f"{source}: label {label!r} is not an integer")
+            spec.label = _label(row[cols["label"]])
+        except ValueError as err:
+            spec.error = ("bad_label", f"{source}: {err}")
     spec.meta = {name: row.get(name) for name in cols["keep"]}
     return spec
+
+
+def _require_labels(specs: list[SampleSpec], column: str) -> None:
+    """In a labelled manifest a row without a label would silently become an unlabelled sample: a failure instead.
+
+    Only known once every row is read, as a jsonl row may leave the column out.
+    """
+    for spec in specs:
+        if spec.label is None and spec.error is None:
+            spec.error = ("bad_label", f"{spec.source}: no {column!r}, which every row of a labelled manifest needs")
 
 
 def read_manifest(path: Path, columns: ManifestColumns) -> list[SampleSpec]:
@@ -136,5 +170,7 @@ def read_manifest(path: Path, columns: ManifestColumns) -> list[SampleSpec]:
             raise UserError(f"{path}: no column {name!r} (columns: {listing})")
     if not any(name in seen for name in (cols["image"], cols["audio"], *cols["captions"])):
         raise UserError(f"{path}: no image, audio or caption column; name them with --image-col/--audio-col/--caption-col (columns: {listing})")
+    if cols["label"] in seen:
+        _require_labels(specs, cols["label"])
     mark_duplicate_keys(specs)
     return specs

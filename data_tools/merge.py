@@ -14,7 +14,6 @@ from data_tools.files import (
     MANIFEST,
     NSHARDS,
     PLAN,
-    SIZES,
     STATS,
     TEMPLATES,
     parquet_bytes,
@@ -23,6 +22,7 @@ from data_tools.files import (
     shard_stats_path,
     write_atomic,
     write_json,
+    write_sizes,
 )
 from mmcl.errors import UserError
 
@@ -78,5 +78,5 @@ def merge(output: Path) -> dict:
         write_atomic(output / NSHARDS, f"{len(names)}\n")
     write_json(output / STATS, stats)
     # sizes.json last: it is what a training reader looks for, so it only appears for a finished set.
-    write_json(output / SIZES, {n: s["successes"] for n, s in zip(names, per_shard)})
+    write_sizes(output, {n: s["successes"] for n, s in zip(names, per_shard)})
     return stats

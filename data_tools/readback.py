@@ -1,67 +1,80 @@
-"""Read a shard back and decode every entry: shared by ``verify`` (problems) and ``stats`` (descriptions)."""
+"""Read a shard back and decode every entry: shared by ``verify`` (problems) and ``stats`` (descriptions).
+
+Entries are checked with the training reader's own rules (mmcl.data: captions, labels, audio), so a set that
+reads back clean is one the loader will not skip samples of.
+"""
 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile
 from PIL import Image
 
-from data_tools.audio import AUDIO_EXTENSIONS, decode_audio
+from data_tools.audio import AUDIO_EXTENSIONS, check_audio_header, decode_audio
 from data_tools.errors import SampleError
 from data_tools.image import IMAGE_EXTENSIONS, open_image
-from data_tools.text import as_captions
+from mmcl.data.label import parse_label
+from mmcl.data.text import decode_captions
 
 _NO_PIXEL_LIMIT = 1 << 62  # a reader checks what was written, whatever limit prepare used
 
 
-def _media_headers(ext: str, data: bytes, name: str) -> dict:
-    """Image size or audio duration from the header alone: what stats needs, without decoding pixels or frames."""
+def _image_header(data: bytes, name: str) -> dict:
+    """Image size from the header alone: what stats needs, without decoding pixels."""
     try:
-        if ext in IMAGE_EXTENSIONS:
-            width, height = Image.open(io.BytesIO(data)).size
-            return {"image_width": width, "image_height": height}
-        return {"audio_seconds": soundfile.info(io.BytesIO(data)).duration}
+        width, height = Image.open(io.BytesIO(data)).size
     except Exception as err:  # as in decoding: corrupt headers fail in many ways
-        raise SampleError("bad_image" if ext in IMAGE_EXTENSIONS else "bad_audio", f"{name}: {err}") from None
+        raise SampleError("bad_image", f"{name}: {err}") from None
+    return {"image_width": width, "image_height": height}
 
 
-def describe_entry(ext: str, data: bytes, name: str, headers_only: bool = False) -> dict:
-    """Decode one entry by extension and return what stats report about it; raise SampleError if undecodable."""
-    if headers_only and ext in (*IMAGE_EXTENSIONS, *AUDIO_EXTENSIONS):
-        return _media_headers(ext, data, name)
-    if ext in IMAGE_EXTENSIONS:
-        img = open_image(data, name, _NO_PIXEL_LIMIT)
-        return {"image_width": img.width, "image_height": img.height}
-    if ext in AUDIO_EXTENSIONS:
-        wave, rate = decode_audio(data, name)
-        return {"audio_seconds": wave.shape[0] / rate}
+def _describe_text(ext: str, data: bytes, name: str) -> dict:
+    """Captions (txt, json) or the label (cls), checked as the training reader checks them."""
     try:
-        text = data.decode("utf-8")
-        if ext == "txt":
-            return {"captions": [text]}
-        if ext == "json":
-            meta = json.loads(text)
-            captions = as_captions(meta.get("text")) if isinstance(meta, dict) else []
+        if ext in ("txt", "json"):
+            captions = decode_captions({ext: data})
             return {"captions": captions} if captions else {}
         if ext == "cls":
-            return {"label": int(text)}
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as err:
+            return {"label": parse_label(data)}
+    except (ValueError, RecursionError) as err:  # bad UTF-8 and bad JSON are ValueErrors; RecursionError: deep nesting
         raise SampleError(f"bad_{ext}", f"{name}: {err}") from None
     return {}
 
 
-def read_shard(path: Path, headers_only: bool = False) -> tuple[list[dict], list[str]]:
-    """Return one description per sample (key, extensions, decoded facts) and the problems found.
+def describe_entry(ext: str, data: bytes, name: str, headers_only: bool = False) -> dict:
+    """Decode one entry by extension and return what stats report about it; raise SampleError if undecodable.
 
-    ``headers_only`` reads image sizes and audio durations from headers instead of decoding.
+    ``headers_only`` reads image sizes and audio durations from headers (audio headers are still checked).
     """
-    samples: list[dict] = []
-    problems: list[str] = []
+    if ext in IMAGE_EXTENSIONS:
+        if headers_only:
+            return _image_header(data, name)
+        img = open_image(data, name, _NO_PIXEL_LIMIT)
+        return {"image_width": img.width, "image_height": img.height}
+    if ext in AUDIO_EXTENSIONS:
+        if headers_only:
+            return {"audio_seconds": check_audio_header(data, name)}
+        wave, rate = decode_audio(data, name)
+        return {"audio_seconds": wave.shape[-1] / rate}
+    return _describe_text(ext, data, name)
+
+
+@dataclass
+class ShardReadback:
+    samples: list[dict] = field(default_factory=list)  # key, extensions, decoded facts, "failures": reasons
+    problems: list[str] = field(default_factory=list)  # everything wrong, each naming the shard
+    damaged: bool = False  # the tar itself is cut short or corrupt, so its sample count cannot be trusted
+
+
+def read_shard(path: Path, headers_only: bool = False) -> ShardReadback:
+    """One description per sample and the problems found; ``headers_only`` as in describe_entry."""
+    result = ShardReadback()
+    samples, problems = result.samples, result.problems
     if path.stat().st_size % 512:
+        result.damaged = True
         problems.append(f"{path.name}: size {path.stat().st_size} is not a whole number of tar blocks (truncated?)")
     try:
         with tarfile.open(path, mode="r|") as tar:
@@ -74,13 +87,15 @@ def read_shard(path: Path, headers_only: bool = False) -> tuple[list[dict], list
                 key = f"{directory}/{stem}" if directory else stem
                 data = tar.extractfile(member).read()
                 if not samples or samples[-1]["key"] != key:
-                    samples.append({"key": key, "extensions": []})
+                    samples.append({"key": key, "extensions": [], "failures": []})
                 sample = samples[-1]
                 sample["extensions"].append(ext)
                 try:
                     sample.update(describe_entry(ext, data, f"{path.name}:{member.name}", headers_only))
                 except SampleError as err:
+                    sample["failures"].append(err.reason)
                     problems.append(f"{path.name}: {member.name} does not decode ({err.reason}: {err.detail})")
     except (tarfile.TarError, OSError, EOFError) as err:
+        result.damaged = True
         problems.append(f"{path.name}: corrupt or truncated tar after {len(samples)} samples ({err})")
-    return samples, problems
+    return result

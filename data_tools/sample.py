@@ -11,6 +11,7 @@ from data_tools.errors import SampleError
 from data_tools.image import ImageOptions, process_image
 from data_tools.spec import SampleSpec
 from data_tools.text import as_captions, decode_caption_file, normalize_captions
+from mmcl.data.text import captions_from_json
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,15 @@ def content_hash(spec: SampleSpec, blobs: list[bytes] | None = None) -> str:
     return digest.hexdigest()
 
 
-def _sidecar(data: bytes, path: str) -> dict:
+def _sidecar(data: bytes, path: str) -> tuple[dict, list[str]]:
+    """A sidecar json's metadata and its captions (its `text`, shaped as the training reader requires)."""
     try:
         meta = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        captions = captions_from_json(meta) or []
+    except (ValueError, RecursionError) as err:  # bad UTF-8 and bad JSON are ValueErrors; RecursionError: deep nesting
         raise SampleError("bad_json", f"{path}: {err}") from None
-    if not isinstance(meta, dict):
-        raise SampleError("bad_json", f"{path}: expected a JSON object")
-    return meta
+    meta.pop("text", None)
+    return meta, captions
 
 
 def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes], dict]:
@@ -62,11 +64,11 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
         ext, sample_bytes, (info["image_width"], info["image_height"]) = process_image(files[spec.image], spec.image, opts.image)
         sample[ext] = sample_bytes
 
-    meta = dict(spec.meta)
-    if spec.meta_path:
-        meta.update(_sidecar(files[spec.meta_path], spec.meta_path))
+    meta, sidecar_captions = _sidecar(files[spec.meta_path], spec.meta_path) if spec.meta_path else ({}, [])
+    meta = {**spec.meta, **meta}
     captions = [decode_caption_file(files[spec.text], spec.text)] if spec.text else []
-    captions = normalize_captions([*captions, *spec.captions, *as_captions(meta.pop("text", None))], opts.fix_unicode, spec.source)
+    captions = [*captions, *spec.captions, *sidecar_captions, *as_captions(meta.pop("text", None))]
+    captions = normalize_captions(captions, opts.fix_unicode, spec.source)
     if len(captions) == 1:
         sample["txt"] = captions[0].encode("utf-8")
     elif captions:

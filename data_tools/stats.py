@@ -1,4 +1,5 @@
-"""``mmcl shards stats``: a human summary of a shard set, read from the shards themselves (headers only)."""
+"""``mmcl shards stats``: a human summary of a shard set, read from the shards themselves (headers only);
+optionally the sizes.json that sets written by other tools lack, counted from the same read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from data_tools.audio import AUDIO_EXTENSIONS
-from data_tools.files import STATS, read_json
+from data_tools.files import PLAN, SIZES, STATS, read_json, write_sizes
 from data_tools.image import IMAGE_EXTENSIONS
 from data_tools.readback import read_shard
 from mmcl.errors import UserError
@@ -27,19 +28,38 @@ def _describe(values: list[float]) -> dict | None:
     return {"min": min(values), "mean": round(statistics.fmean(values), 2), "median": statistics.median(values), "max": max(values)}
 
 
-def collect_stats(output: Path) -> tuple[dict, dict[str, list[float]]]:
-    """Return the summary and the raw per-sample values behind it (for plotting)."""
+def _write_counted_sizes(output: Path, counts: dict[str, int], damaged: list[str]) -> None:
+    """sizes.json from samples read back; refused if a shard is cut short, as its count would be a guess."""
+    if (output / PLAN).exists():  # prepare's own sizes.json marks a finished set; one counted here would hide parts
+        raise UserError(f"{output}: written by `mmcl shards prepare`, which writes {SIZES} itself once every part "
+                        "is done; run `mmcl shards merge` instead")
+    if damaged:
+        raise UserError(f"{output}: not writing {SIZES}: {', '.join(damaged)} is truncated or corrupt, so its "
+                        "sample count is unknown (see `mmcl shards verify`)")
+    write_sizes(output, counts)
+
+
+def collect_stats(output: Path, write_sizes: bool = False) -> tuple[dict, dict[str, list[float]]]:
+    """Return the summary and the raw per-sample values behind it (for plotting).
+
+    ``write_sizes`` also writes sizes.json with the samples counted in each shard.
+    """
     shards = sorted(output.glob("*.tar"))
     if not shards:
         raise UserError(f"{output}: no *.tar shards found")
-    modalities, problems = Counter(), []
+    modalities, problems, failures = Counter(), [], Counter()
+    counts, damaged = {}, []
     values: dict[str, list[float]] = {"caption_chars": [], "captions_per_sample": [], "image_width": [], "image_height": [], "audio_seconds": []}
     samples = 0
     for path in shards:
-        described, shard_problems = read_shard(path, headers_only=True)  # verify is the full decode
-        problems += shard_problems
-        samples += len(described)
-        for sample in described:
+        readback = read_shard(path, headers_only=True)  # verify is the full decode
+        problems += readback.problems
+        samples += len(readback.samples)
+        counts[path.name] = len(readback.samples)
+        if readback.damaged:
+            damaged.append(path.name)
+        for sample in readback.samples:
+            failures.update(sample["failures"])
             modalities.update({_modality(e) for e in sample["extensions"]} | ({"text"} if sample.get("captions") else set()))
             captions = sample.get("captions") or []
             if captions:
@@ -48,6 +68,8 @@ def collect_stats(output: Path) -> tuple[dict, dict[str, list[float]]]:
             for name in ("image_width", "image_height", "audio_seconds"):
                 if name in sample:
                     values[name].append(sample[name])
+    if write_sizes:
+        _write_counted_sizes(output, counts, damaged)
     prepared = read_json(output / STATS) if (output / STATS).exists() else None
     summary = {
         "output": str(output),
@@ -57,7 +79,9 @@ def collect_stats(output: Path) -> tuple[dict, dict[str, list[float]]]:
         **{name: _describe(v) for name, v in values.items()},
         "audio_hours": round(sum(values["audio_seconds"]) / 3600, 4),
         "skipped_when_prepared": prepared["failures_by_reason"] if prepared else None,
+        "read_failures_by_reason": dict(sorted(failures.items())),
         "read_problems": problems,
+        "sizes_written": str(output / SIZES) if write_sizes else None,
     }
     return summary, values
 
@@ -76,7 +100,11 @@ def render_text(summary: dict) -> str:
         lines.append("  skipped when prepared: unknown (no stats.json)")
     else:
         lines.append("  skipped when prepared: " + (", ".join(f"{n} {r}" for r, n in skipped.items()) or "none"))
+    if summary["read_failures_by_reason"]:
+        lines.append("  entries that do not decode: " + ", ".join(f"{n} {r}" for r, n in summary["read_failures_by_reason"].items()))
     lines += [f"  read problem: {p}" for p in summary["read_problems"]]
+    if summary["sizes_written"]:
+        lines.append(f"  wrote {summary['sizes_written']} ({summary['samples']} samples counted)")
     return "\n".join(lines)
 
 

@@ -1,28 +1,37 @@
-"""``mmcl shards verify``: every shard readable, every sample decodable, counts equal to sizes.json."""
+"""``mmcl shards verify``: every shard readable, every sample decodable, counts equal to sizes.json.
+
+A set without sizes.json that ``prepare`` did not write (plain webdataset, img2dataset, CLIP_benchmark) is
+checked all the same and only gets a note: nothing in such a set promised one.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
 
-from data_tools.files import SIZES, TMP_SUFFIX, read_json
+from data_tools.files import PLAN, SIZES, TMP_SUFFIX, read_json
 from data_tools.readback import read_shard
 from mmcl.errors import UserError
 
 
 def _check_shard(path: Path) -> tuple[str, int, list[str]]:
-    samples, problems = read_shard(path)
+    readback = read_shard(path)
+    samples, problems = readback.samples, readback.problems
     keys = [s["key"] for s in samples]
     if len(set(keys)) != len(keys):
         problems.append(f"{path.name}: a key appears in more than one place")
     return path.name, len(samples), problems
 
 
-def _read_sizes(output: Path, problems: list[str]) -> dict | None:
+def _read_sizes(output: Path, problems: list[str], notes: list[str]) -> dict | None:
     try:
         sizes = read_json(output / SIZES)
     except FileNotFoundError:
-        problems.append(f"{SIZES} missing: the set was never merged (unfinished prepare or parts)")
+        if (output / PLAN).exists():  # prepare writes sizes.json last: without it the set is unfinished
+            problems.append(f"{SIZES} missing: the set was never merged (unfinished prepare or parts; see `mmcl shards merge`)")
+        else:
+            notes.append(f"no {SIZES}, so sample counts were not compared; "
+                         f"`mmcl shards stats {output} --write-sizes` writes one from the shards")
         return None
     except ValueError as err:
         problems.append(f"{SIZES}: not valid JSON ({err})")
@@ -39,7 +48,8 @@ def verify(output: Path, workers: int = 1) -> dict:
         raise UserError(f"{output}: not a directory")
     shards = sorted(output.glob("*.tar"))
     problems: list[str] = []
-    sizes = _read_sizes(output, problems)
+    notes: list[str] = []
+    sizes = _read_sizes(output, problems, notes)
     if sizes is not None:
         names = {p.name for p in shards}
         problems += [f"{name}: listed in {SIZES} but missing" for name in sorted(set(sizes) - names)]
@@ -58,4 +68,5 @@ def verify(output: Path, workers: int = 1) -> dict:
             problems.append(f"{name}: {count} samples read, {SIZES} says {sizes[name]}")
     if not shards:
         problems.append("no *.tar shards found")
-    return {"output": str(output), "shards": len(shards), "samples": total, "problems": problems, "ok": not problems}
+    return {"output": str(output), "shards": len(shards), "samples": total, "problems": problems, "notes": notes,
+            "ok": not problems}
