@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from data_tools.errors import SampleError
+from mmcl.data.image import MAX_PIXELS
 from mmcl.errors import UserError
 
 RESIZE_MODES = ("none", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
@@ -31,8 +32,8 @@ class ImageOptions:
     only_if_bigger: bool = False
     format: str = "auto"  # keep the original bytes unless resizing, then jpg
     quality: int = 95
-    # Pillow's own default limit: bigger images are treated as decompression bombs.
-    max_pixels: int = Image.MAX_IMAGE_PIXELS
+    # The training and evaluation loaders' default limit (Pillow's decompression-bomb threshold).
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:

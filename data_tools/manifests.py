@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from data_tools.errors import SampleError
 from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import as_captions, is_utf8
 from mmcl.data.label import parse_label
@@ -125,7 +126,11 @@ def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[st
     except ValueError as err:
         spec.error = ("bad_manifest_row", f"{source}: {err}")
         return spec
-    spec.captions = tuple(c for name in cols["captions"] for c in as_captions(row.get(name)))
+    try:
+        spec.captions = tuple(c for name in cols["captions"] for c in as_captions(row.get(name), source))
+    except SampleError as err:
+        spec.error = (err.reason, err.detail)
+        return spec
     if cols["label"] in row:
         try:
             spec.label = _label(row[cols["label"]])

@@ -7,6 +7,7 @@ reads back clean is one the loader will not skip samples of.
 from __future__ import annotations
 
 import io
+import warnings
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,29 @@ from PIL import Image
 from data_tools.audio import AUDIO_EXTENSIONS, check_audio_header, decode_audio
 from data_tools.errors import SampleError
 from data_tools.image import IMAGE_EXTENSIONS, open_image
+from mmcl.data.image import ImageLimits
 from mmcl.data.label import parse_label
 from mmcl.data.text import decode_captions
 
-_NO_PIXEL_LIMIT = 1 << 62  # a reader checks what was written, whatever limit prepare used
+
+
+LOADER_LIMITS = ImageLimits()  # what the training and evaluation loaders accept by default
+
+
+def _check_image_limits(data: bytes, name: str) -> None:
+    """An image the loaders would refuse by default (data.image_limits) fails here too, before it is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            width, height = Image.open(io.BytesIO(data)).size
+        except Exception:  # corrupt headers are reported by the full decode that follows
+            return
+    if width * height > LOADER_LIMITS.max_pixels:
+        raise SampleError("too_many_pixels", f"{name}: {width}x{height} exceeds the loaders' "
+                          f"data.image_limits.max_pixels={LOADER_LIMITS.max_pixels}")
+    if max(width, height) > LOADER_LIMITS.max_aspect_ratio * min(width, height):
+        raise SampleError("extreme_aspect_ratio", f"{name}: {width}x{height} exceeds the loaders' "
+                          f"data.image_limits.max_aspect_ratio={LOADER_LIMITS.max_aspect_ratio:g}")
 
 
 def _image_header(data: bytes, name: str) -> dict:
@@ -52,7 +72,8 @@ def describe_entry(ext: str, data: bytes, name: str, headers_only: bool = False)
     if ext in IMAGE_EXTENSIONS:
         if headers_only:
             return _image_header(data, name)
-        img = open_image(data, name, _NO_PIXEL_LIMIT)
+        _check_image_limits(data, name)
+        img = open_image(data, name, LOADER_LIMITS.max_pixels)
         return {"image_width": img.width, "image_height": img.height}
     if ext in AUDIO_EXTENSIONS:
         if headers_only:

@@ -67,7 +67,7 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
     meta, sidecar_captions = _sidecar(files[spec.meta_path], spec.meta_path) if spec.meta_path else ({}, [])
     meta = {**spec.meta, **meta}
     captions = [decode_caption_file(files[spec.text], spec.text)] if spec.text else []
-    captions = [*captions, *spec.captions, *sidecar_captions, *as_captions(meta.pop("text", None))]
+    captions = [*captions, *spec.captions, *sidecar_captions, *as_captions(meta.pop("text", None), spec.source)]
     captions = normalize_captions(captions, opts.fix_unicode, spec.source)
     if len(captions) == 1:
         sample["txt"] = captions[0].encode("utf-8")

@@ -29,13 +29,17 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def as_captions(value) -> list[str]:
-    """A caption cell or json field may hold nothing, one caption, or a list of them."""
+def as_captions(value, source: str) -> list[str]:
+    """A caption cell may hold nothing, one caption, or a list of them; any other type (a number, an object) is a
+    malformed row, never a caption made up from its repr."""
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise SampleError("bad_caption", f"{source}: caption {repr(value)[:40]} is a {type(value).__name__}, "
+                      "expected a string or a list of strings")
 
 
 def normalize_caption(text: str, fix_unicode: bool = True) -> str:

@@ -208,6 +208,26 @@ def test_manifest_media_cells_that_are_not_paths_are_bad_rows(tmp_path):
     assert _written(out) == ["good", "textonly"]
 
 
+def test_manifest_captions_that_are_not_text_are_bad_rows(tmp_path):
+    (tmp_path / "ok.jpg").write_bytes(image_bytes())
+    manifest = _jsonl(tmp_path / "m.jsonl", [
+        {"key": "good", "image": "ok.jpg", "caption": "fine"},
+        {"key": "several", "image": "ok.jpg", "caption": ["one", "two"]},
+        {"key": "number", "image": "ok.jpg", "caption": 5},
+        {"key": "mapping", "image": "ok.jpg", "caption": {"x": "y"}},
+        {"key": "mixed", "image": "ok.jpg", "caption": ["one", 2]},
+    ])
+    out = tmp_path / "out"
+
+    prepare_shards(manifest, out, progress=False)
+
+    assert _stats(out)["failures_by_reason"] == {"bad_caption": 3}
+    failed = _failed(out)
+    assert "m.jsonl row 3: caption 5 is a int" in failed["number"]
+    assert "is a dict" in failed["mapping"] and "is a list" in failed["mixed"]
+    assert _written(out) == ["good", "several"]
+
+
 def test_jsonl_labels_empty_null_missing_or_out_of_range_are_bad_labels(tmp_path):
     (tmp_path / "ok.jpg").write_bytes(image_bytes())
     labels = {"one": 1, "text7": "7", "float2": 2.0, "null": None, "empty": "", "missing": ..., "negative": -3,
