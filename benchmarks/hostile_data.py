@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import tarfile
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -38,10 +37,7 @@ from mmcl.data import DataConfig, build_loader
 from mmcl.eval import EvalConfig, run_tasks
 from mmcl.models import create_model
 from pipelines.cli import main as mmcl
-from tests.hostile_corpus import hostile_samples, write_corpus
-
-MEDIA = ("jpg", "png", "flac")
-
+from tests.hostile_corpus import hostile_samples, write_corpus, write_files
 
 class WorkerPeak:
     """Peak RSS of each child process (loader workers) while the block runs, sampled every 20 ms."""
@@ -69,33 +65,6 @@ class WorkerPeak:
     @property
     def mib(self) -> float:
         return max(self.peaks.values(), default=0) / 2**20
-
-
-def write_files(folder: Path, samples: list[dict]) -> Path:
-    """Each sample as files KEY.EXT (labels are not files in this layout), and a JSONL manifest of them."""
-    folder.mkdir(parents=True)
-    rows = []
-    for sample in samples:
-        sample = {k: v.encode() if isinstance(v, str) and k != "__key__" else v for k, v in sample.items()}
-        key = sample["__key__"]
-        row = {"key": key}
-        for ext, data in sample.items():
-            if ext in MEDIA + ("txt", "json"):
-                (folder / f"{key}.{ext}").write_bytes(data)
-            if ext in MEDIA:
-                row["audio" if ext == "flac" else "image"] = f"{key}.{ext}"
-        if "txt" in sample:
-            row["caption"] = sample["txt"].decode("utf-8", "replace")
-        elif "json" in sample:
-            with contextlib.suppress(ValueError):
-                meta = json.loads(sample["json"])
-                row["caption"] = meta.get("text") if isinstance(meta, dict) else meta
-        # Every row carries a label (a labelled manifest needs one per row), so the other faults show.
-        text = sample.get("cls", b"0").decode()
-        row["label"] = int(text) if text.lstrip("-").isdigit() else text
-        rows.append(row)
-    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return folder
 
 
 def report(stage: str, kept: set[str], good: set[str], counted: dict, peak_mib: float | None = None,
@@ -176,6 +145,7 @@ def main() -> None:
     report("train loader (2 workers)", keys, hostile.good, failures, mib, clean_mib)
 
     tasks = {"zero-shot image": {"type": "zeroshot_classification", "modality": "image"},
+             "zero-shot audio": {"type": "zeroshot_classification", "modality": "audio"},
              "retrieval image-text": {"type": "retrieval", "modalities": ["image", "text"]},
              "geometry image-text": {"type": "geometry", "modalities": ["image", "text"]},
              "retrieval image+text->audio": {"type": "multimodal_retrieval",

@@ -8,6 +8,7 @@ Pillow, and patched by hand where those refuse to write something broken.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
@@ -175,3 +176,31 @@ def write_corpus(folder: Path, num_good: int = 24, per_shard: int = 12, long_aud
                   with_label=good)
 
 
+MEDIA = ("jpg", "png", "flac")
+
+
+def write_files(folder: Path, samples: list[dict]) -> Path:
+    """Each sample as files KEY.EXT (labels are not files in this layout), and a JSONL manifest of them."""
+    folder.mkdir(parents=True)
+    rows = []
+    for sample in samples:
+        sample = {k: v.encode() if isinstance(v, str) and k != "__key__" else v for k, v in sample.items()}
+        key = sample["__key__"]
+        row = {"key": key}
+        for ext, data in sample.items():
+            if ext in MEDIA + ("txt", "json"):
+                (folder / f"{key}.{ext}").write_bytes(data)
+            if ext in MEDIA:
+                row["audio" if ext == "flac" else "image"] = f"{key}.{ext}"
+        if "txt" in sample:
+            row["caption"] = sample["txt"].decode("utf-8", "replace")
+        elif "json" in sample:
+            with contextlib.suppress(ValueError):
+                meta = json.loads(sample["json"])
+                row["caption"] = meta.get("text") if isinstance(meta, dict) else meta
+        # Every row carries a label (a labelled manifest needs one per row), so the other faults show.
+        text = sample.get("cls", b"0").decode()
+        row["label"] = int(text) if text.lstrip("-").isdigit() else text
+        rows.append(row)
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
