@@ -75,3 +75,59 @@ def test_audio_batches_feed_the_tiny_audio_model(tmp_path):
     with torch.no_grad():
         outputs = model(batch)
     assert outputs["audio"].shape == outputs["image"].shape == (4, 64)
+
+
+def test_decode_reads_only_the_window_and_it_matches_the_full_decode():
+    rate = 8000
+    wave = (np.random.default_rng(0).standard_normal(rate * 60) * 0.1).astype("float32")  # one minute
+    data = audio_bytes(wave[:, None], rate, format="WAV")
+    full, _ = decode(data)
+    first, _ = decode(data, seconds=0.5)
+    assert torch.equal(first, full[:, :4000])
+    torch.manual_seed(3)
+    window, _ = decode(data, seconds=0.5, random_start=True)
+    start = int(torch.nonzero((full[0].unfold(0, 4000, 1) == window[0]).all(dim=1))[0])
+    assert start > 0 and torch.equal(window, full[:, start:start + 4000])
+
+
+def test_evaluation_clip_from_bytes_equals_the_transform_of_the_whole_waveform():
+    cfg = AudioFrontEndConfig(sample_rate=16000, clip_seconds=1.0)
+    wave = (np.random.default_rng(1).standard_normal((44100 * 5, 2)) * 0.1).astype("float32")
+    data = audio_bytes(wave, 44100, format="WAV")
+    transform = AudioTransform(cfg, train=False)
+    assert torch.equal(transform.load(data), transform(*decode(data)))
+
+
+def test_common_rates_resample_exactly_as_torchaudio_and_odd_rates_stay_cheap():
+    import torchaudio
+
+    from mmcl.data.audio import RESAMPLE_KERNEL_BUDGET, _kernel_floats, resample
+
+    wave = torch.randn(1, 22050)
+    for rate in (8000, 11025, 22050, 32000, 44100, 48000, 96000):
+        assert torch.equal(resample(wave, rate, 16000), torchaudio.functional.resample(wave, rate, 16000))
+    from fractions import Fraction
+
+    assert _kernel_floats(Fraction(48001, 16000)) > 100 * RESAMPLE_KERNEL_BUDGET  # what torchaudio would build
+    t = torch.arange(48001) / 48001
+    tone = torch.sin(2 * math.pi * 1000 * t)[None]
+    out = resample(tone, 48001, 16000)  # one second: a 1 kHz tone stays a 1 kHz tone
+    assert abs(out.shape[-1] - 16000) <= 1
+    assert int(torch.fft.rfft(out[0]).abs().argmax()) == pytest.approx(1000, abs=1)
+
+
+@pytest.mark.parametrize("rate", [1, 999, 10**9])
+def test_absurd_header_rates_are_refused(rate):
+    from tests.hostile_corpus import with_rate
+
+    data = with_rate(audio_bytes(np.zeros((800, 1), "float32"), 16000, format="WAV"), rate)
+    with pytest.raises(ValueError, match=f"sample rate {rate} Hz is outside"):
+        decode(data)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples_are_refused(bad):
+    from tests.hostile_corpus import wav  # 32-bit float WAV: the one common format that can store NaN
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        decode(wav(np.array([0.1, bad] * 100, "float32")))
