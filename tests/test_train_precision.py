@@ -33,8 +33,8 @@ def run(monkeypatch, shards, out, precision: str) -> tuple[list[float], set[torc
     AcceleratorState._reset_state(reset_partial_state=True)  # Accelerate fixes the precision once per process
     monkeypatch.setattr(pretrain, "Objective", DtypeRecordingObjective)
     cfg = load_config(PretrainConfig, "configs/demo.yaml",
-                      overrides(shards, out, **{"train.steps": 6, "data.num_workers": 0, "data.batch_size": 16,
-                                                "train.precision": precision}))
+                      overrides(shards, out, **{"train.steps": 10, "optim.warmup_steps": 4, "data.num_workers": 0,
+                                                "data.batch_size": 16, "train.precision": precision}))
     checkpoint = pretrain.train(cfg)
     assert all(w.dtype == torch.float32 for w in load_file(checkpoint / "model.safetensors").values())
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -47,7 +47,10 @@ def test_bf16_computes_in_bf16_and_follows_fp32(monkeypatch, tmp_path):
     bf16, bf16_dtypes = run(monkeypatch, shards, tmp_path / "bf16", "bf16")
     assert fp32_dtypes == {None} and bf16_dtypes == {torch.bfloat16}
     assert bf16 != fp32  # rounding differs, so autocast was on
+    # Not robust across seeds: max |bf16 - fp32| over the run was 0.003-0.047 on seeds 0-9 here (0.004-0.037 at 6
+    # steps), and other lr/step choices reach 0.06-0.09 on some seed; seed 0 gives 0.003.
     assert bf16 == pytest.approx(fp32, abs=0.05)  # yet it trains the same way
+    # train.seed=0; 10 steps with warmup 4 hold on seeds 0-9: drop 0.69-1.35 (6 steps with warmup 2 failed on 4 of 10).
     assert bf16[-1] < bf16[0] - 0.5
 
 
