@@ -12,15 +12,10 @@ every checkpoint_every steps ▶ cleanup.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 import sys
-import time
-from collections import Counter
 from contextlib import nullcontext
-from itertools import combinations
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,16 +26,19 @@ from tqdm import tqdm
 from mmcl.config import load_config, save_config
 from mmcl.data import build_loader
 from mmcl.errors import UserError
-from mmcl.eval import geometry, run_tasks, scalars
-from mmcl.eval.cache import DecodedCache
 from mmcl.losses.objective import Objective
-from mmcl.models import create_model, save_model
+from mmcl.models import create_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.optim import build_optimizer, build_scheduler
 from mmcl.training import checkpoints, fsdp
-from mmcl.training.accumulation import concat_batches, forward_backward
+from mmcl.training.accumulation import concat_batches
+from mmcl.training.checkpoint_manager import CheckpointManager
 from mmcl.training.data_stream import DataStream
-from mmcl.training.launch import launch_local
+from mmcl.training.launch import default_cpu_threads, launch_local
+from mmcl.training.metrics import MetricsLogger, batch_geometry, tracker_hparams
+from mmcl.training.nonfinite import NonFiniteGuard
+from mmcl.training.periodic_eval import PeriodicEvaluator
+from mmcl.training.task import ContrastiveTask
 from pipelines.pretrain_config import PretrainConfig
 
 log = logging.getLogger("mmcl.train")
@@ -68,269 +66,204 @@ def check_compatible(cfg: PretrainConfig) -> None:
                         "(or --resume latest|auto), or choose another train.output_dir")
 
 
-def default_cpu_threads(num_workers: int) -> int:
-    """This process's share of the machine's cores, less one per loader worker: more threads than cores make
-    OpenMP threads spin against the workers and slow training several times over."""
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, len(os.sched_getaffinity(0)) // local_processes - num_workers)
-
-
-def flat_hparams(tree: dict, prefix: str = "") -> dict:
-    """The config as `{dotted.key: scalar}`, the form experiment trackers accept as hyperparameters."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flat_hparams(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, bool, str)) else json.dumps(value)
-    return flat
-
-
-def batch_geometry(outputs: dict, batch: dict) -> dict:
-    """Modality gap and uniformity of this process's rows of the step: a cheap live view of the space."""
-    modalities = [m for m in outputs if outputs[m].ndim == 2]
-    found = {}
-    for m in modalities:
-        present = outputs[m][batch[f"{m}_mask"]].detach().float() if f"{m}_mask" in batch else outputs[m].detach()
-        if len(present) > 1:
-            found[f"geometry/uniformity/{m}"] = geometry.uniformity(present)
-    for a, b in combinations(modalities, 2):
-        both = batch[f"{a}_mask"] & batch[f"{b}_mask"]
-        if both.sum() > 0:
-            found[f"geometry/gap/{a}-{b}"] = geometry.modality_gap(outputs[a][both].detach().float(),
-                                                                   outputs[b][both].detach().float())
-    return found
-
-
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def train(cfg: PretrainConfig) -> Path | None:
-    """Run the training loop; returns the final model folder (`.../step-N/model`) on the main process, else None."""
+class PretrainRecipe:
+    """setup (accelerator ▶ task ▶ optimiser ▶ data ▶ checkpoints, resume) ▶ train ▶ cleanup. The `build_*` methods
+    are what a variant (or a test) replaces."""
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg = cfg
+        self.out_dir = Path(cfg.train.output_dir)
+
+    # --- builders
+    def build_accelerator(self, model) -> Accelerator:
+        # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
+        return Accelerator(mixed_precision=PRECISION[self.cfg.train.precision], cpu=not torch.cuda.is_available(),
+                           log_with=self.cfg.train.trackers or None, project_dir=str(self.out_dir),
+                           fsdp_plugin=fsdp.build_plugin(self.cfg.train.fsdp, model) if self.cfg.train.fsdp else None)
+
+    def build_objective(self) -> torch.nn.Module:
+        return Objective(self.cfg.loss)
+
+    def build_evaluator(self) -> PeriodicEvaluator | None:
+        if self.cfg.eval is None:
+            return None
+        sharded = self.cfg.train.fsdp is not None  # every process embeds all the data, each forward gathering
+        acc = self.accelerator
+        return PeriodicEvaluator(
+            self.cfg.eval, self.task.eval_model(), self.transforms.eval, self.tokenizer, device=acc.device,
+            out_dir=self.out_dir if acc.is_main_process else None, rank=0 if sharded else acc.process_index,
+            world_size=1 if sharded else acc.num_processes, broadcast=self.from_main_process,
+            gathered=partial(fsdp.root_gathered, self.task.model) if sharded else nullcontext)
+
+    # --- agreement between processes
+    def all_ranks(self, ok: bool) -> bool:
+        """True only if `ok` holds on every process."""
+        acc = self.accelerator
+        return acc.gather(torch.tensor(float(ok), device=acc.device)).min().item() == 1.0
+
+    @staticmethod
+    def from_main_process(value):
+        return broadcast_object_list([value])[0]
+
     # --- setup
-    check_compatible(cfg)
-    out_dir = Path(cfg.train.output_dir)
-    checkpoint_dir = out_dir / "checkpoints"
-    set_seed(cfg.train.seed)
-    model, transforms, tokenizer = create_model(cfg.model)
-    # Without cpu=True Accelerate treats CPU processes under torchrun/accelerate launch as independent runs.
-    accelerator = Accelerator(mixed_precision=PRECISION[cfg.train.precision], cpu=not torch.cuda.is_available(),
-                              log_with=cfg.train.trackers or None, project_dir=str(out_dir),
-                              fsdp_plugin=fsdp.build_plugin(cfg.train.fsdp, model) if cfg.train.fsdp else None)
-    rank, world_size = accelerator.process_index, accelerator.num_processes
-    sharded = cfg.train.fsdp is not None
-    if sharded:
-        fsdp.check_enabled(accelerator.distributed_type, world_size)
-        log.info("FSDP shard units: %s", ", ".join(accelerator.state.fsdp_plugin.transformer_cls_names_to_wrap))
-    if accelerator.device.type == "cpu":
-        torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers))
-    for modality in set(model.modalities) - set(cfg.data.modalities):
-        # No data reaches this tower: frozen, it stays out of the optimiser and DDP's gradient reduction.
-        model.towers[modality].requires_grad_(False)
-        log.info("tower %r is frozen: data.modalities does not list it", modality)
-    objective = Objective(cfg.loss)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
-    # The scheduler is stepped by hand once per optimiser step: Accelerate would step it once per process.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    checkpoints.weights_in_model_folder_only(accelerator, unwrapped)
-    stream = DataStream(
-        lambda epoch: build_loader(cfg.data, transforms.train, tokenizer, train=True, epoch=epoch,
-                                   seed=cfg.train.seed, rank=rank, world_size=world_size),
-        seed=cfg.train.seed, rank=rank,
-    )
-    start_step = 0
-    best = {}  # {"step", "metric", "value", "folder"} of the best evaluated checkpoint so far
-    resume_from = checkpoints.resolve_resume(cfg.train.resume, checkpoint_dir) if cfg.train.resume else None
-    if resume_from is not None:
-        saved_by = len(list((resume_from / "train_state").glob("data_position_*.json")))
-        if saved_by != world_size:
-            raise UserError(f"{resume_from} was written by {saved_by} process(es); resume it with the same number "
-                            f"(this run has {world_size}) so that every process continues its own data stream")
-        position = checkpoints.read_json(resume_from / "train_state" / f"data_position_{rank}.json")
-        stream.load_state_dict(position)
-        # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
-        checkpoints.load_train_state(accelerator, scheduler, resume_from / "train_state")
-        start_step = position["step"]
-        if (checkpoint_dir / "best.json").is_file():
-            best = checkpoints.read_json(checkpoint_dir / "best.json")
-        log.info("resumed from %s at step %d", resume_from, start_step)
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
-    accelerator.init_trackers("tensorboard", config=flat_hparams(cfg.model_dump(mode="json")))
-    metrics_file = (out_dir / "metrics.jsonl").open("a") if accelerator.is_main_process else None
-    failures: Counter[str] = Counter()
-    global_batch = cfg.data.batch_size * cfg.train.accum_steps * world_size
-    if accelerator.is_main_process:
-        parameters = [(p.numel(), p.requires_grad) for p in unwrapped.parameters()]
-        log.info("%d process(es) on %s (%s, %d compute threads each); global batch %d = %d per process x %d "
-                 "micro-batch(es) x %d; steps %d to %d, %d samples; %.2fM parameters, %.2fM trainable; output %s",
-                 world_size, accelerator.device.type, cfg.train.precision, torch.get_num_threads(), global_batch,
-                 cfg.data.batch_size, cfg.train.accum_steps, world_size, start_step + 1, cfg.train.steps,
-                 (cfg.train.steps - start_step) * global_batch, sum(n for n, _ in parameters) / 1e6,
-                 sum(n for n, trainable in parameters if trainable) / 1e6, out_dir)
+    def setup(self) -> None:
+        cfg = self.cfg
+        check_compatible(cfg)
+        set_seed(cfg.train.seed)
+        self.setup_accelerator()
+        self.setup_task()
+        self.setup_optimizer()
+        self.setup_data()
+        self.checkpoints = CheckpointManager(self.accelerator, self.task, self.scheduler, self.stream,
+                                             self.out_dir / "checkpoints", cfg.train.keep_checkpoints,
+                                             best_metric=cfg.eval.best_metric if cfg.eval else None,
+                                             best_mode=cfg.eval.best_mode if cfg.eval else "max")
+        config = cfg.model_dump(mode="json")
+        self.resumed = self.checkpoints.resume(cfg.train.resume, cfg.train.steps, config, self.out_dir)
+        acc = self.accelerator
+        if acc.is_main_process:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.out_dir / "config.yaml").is_file():
+                save_config(cfg, self.out_dir / "config.yaml")  # the run's first config; resumes log their changes
+        acc.init_trackers("tensorboard", config=tracker_hparams(config))
+        self.guard = NonFiniteGuard(cfg.train.on_nonfinite, cfg.train.max_skipped_steps, self.all_ranks)
+        self.global_batch = cfg.data.batch_size * cfg.train.accum_steps * acc.num_processes
+        self.metrics = MetricsLogger(self.out_dir / "metrics.jsonl" if acc.is_main_process else None, acc.log,
+                                     self.global_batch, acc.num_processes, self.resumed.step)
+        self.evaluator = self.build_evaluator()
+        self.describe()
 
-    def all_finite(total: torch.Tensor, terms: dict) -> bool:
-        """Agreed across processes, so that all skip or none does (a lone skip would hang the others)."""
-        finite = torch.tensor(float(torch.isfinite(total.detach()).item()), device=accelerator.device)
-        if accelerator.gather(finite).min().item() == 1.0:
-            return True
-        bad = [name for name, value in terms.items() if not torch.isfinite(value.detach())]
-        message = f"step {step + 1}: non-finite loss (terms {bad or 'on another process'})"
-        if cfg.train.on_nonfinite == "halt":
-            raise FloatingPointError(message + "; halting, weights left unchanged (train.on_nonfinite=halt)")
-        log.warning("%s; step skipped, weights unchanged", message)
-        return False
+    def setup_accelerator(self) -> None:
+        cfg = self.cfg
+        self.model, self.transforms, self.tokenizer = create_model(cfg.model)
+        self.accelerator = self.build_accelerator(self.model)
+        if cfg.train.fsdp is not None:
+            fsdp.check_enabled(self.accelerator.distributed_type, self.accelerator.num_processes)
+            log.info("FSDP shard units: %s",
+                     ", ".join(self.accelerator.state.fsdp_plugin.transformer_cls_names_to_wrap))
+        if self.accelerator.device.type == "cpu":
+            torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers))
 
-    def save_checkpoint(step: int) -> Path:
-        folder = checkpoints.step_folder(checkpoint_dir, step)
-        staging = checkpoints.temporary(folder)
-        weights = accelerator.get_state_dict(model)  # gathered from every process's shard under FSDP
-        if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-            save_model(unwrapped, staging / "model", weights)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging / "train_state"), safe_serialization=True)
-        checkpoints.write_json(staging / "train_state" / f"data_position_{rank}.json",
-                               {"step": step, **stream.state_dict()})
-        if accelerator.is_main_process:
-            checkpoints.save_scheduler(scheduler, staging / "train_state")
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            checkpoints.publish(folder)
-            checkpoints.prune(checkpoint_dir, cfg.train.keep_checkpoints,
-                              protect={Path(best["folder"])} if best else set())
-        accelerator.wait_for_everyone()
-        return folder
+    def setup_task(self) -> None:
+        for modality in set(self.model.modalities) - set(self.cfg.data.modalities):
+            # No data reaches this tower: frozen, it stays out of the optimiser and DDP's gradient reduction.
+            self.model.towers[modality].requires_grad_(False)
+            log.info("tower %r is frozen: data.modalities does not list it", modality)
+        self.objective = self.build_objective()
 
-    eval_cache = DecodedCache(int(cfg.eval.cache_gb * 2**30)) if cfg.eval is not None else None
+    def setup_optimizer(self) -> None:
+        cfg = self.cfg
+        optimizer = build_optimizer(self.model, cfg.optim)
+        # Stepped by hand once per optimiser step (Accelerate would step it once per process); saved as JSON.
+        self.scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
+        model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.task = ContrastiveTask(model, self.accelerator.unwrap_model(model), self.objective)
 
-    def evaluate(step: int) -> dict[str, float]:
-        """Run the evaluation tasks on every process, each embedding its share of the data (under FSDP all of it, in
-        step: each forward gathers parameters from every process); the main process writes the results."""
-        found: dict | str
-        try:
-            with fsdp.root_gathered(model) if sharded else nullcontext():
-                results = run_tasks(unwrapped, transforms.eval, tokenizer, cfg.eval.tasks, accelerator.device,
-                                    cfg.eval.batch_size, cfg.eval.num_workers, cache=eval_cache,
-                                    rank=0 if sharded else rank, world_size=1 if sharded else world_size,
-                                    image_limits=cfg.eval.image_limits)
-            found = scalars(results)
-            if accelerator.is_main_process:
-                (out_dir / "eval").mkdir(exist_ok=True)
-                checkpoints.write_json(out_dir / "eval" / f"step-{step:08d}.json", results)
-            if cfg.eval.best_metric is not None and cfg.eval.best_metric not in found:
-                raise UserError(f"eval.best_metric={cfg.eval.best_metric} is not among the evaluation's "
-                                "metrics: " + ", ".join(sorted(found)))
-        except UserError as err:
-            found = str(err)  # raised on every process below, so none is left waiting
-        found = broadcast_object_list([found])[0]  # the main process's verdict, for all
-        if isinstance(found, str):
-            raise UserError(found)
-        return found
+    def setup_data(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        self.stream = DataStream(
+            lambda epoch: build_loader(cfg.data, self.transforms.train, self.tokenizer, train=True, epoch=epoch,
+                                       seed=cfg.train.seed, rank=acc.process_index, world_size=acc.num_processes),
+            seed=cfg.train.seed, rank=acc.process_index,
+        )
 
-    def improves(value: float) -> bool:
-        if not best:
-            return True
-        return value > best["value"] if cfg.eval.best_mode == "max" else value < best["value"]
+    def describe(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        if acc.is_main_process:
+            parameters = [(p.numel(), p.requires_grad) for p in self.task.unwrapped.parameters()]
+            log.info("%d process(es) on %s (%s, %d compute threads each); global batch %d = %d per process x %d "
+                     "micro-batch(es) x %d; steps %d to %d, %d samples; %.2fM parameters, %.2fM trainable; output %s",
+                     acc.num_processes, acc.device.type, cfg.train.precision, torch.get_num_threads(),
+                     self.global_batch, cfg.data.batch_size, cfg.train.accum_steps, acc.num_processes,
+                     self.resumed.step + 1, cfg.train.steps, (cfg.train.steps - self.resumed.step) * self.global_batch,
+                     sum(n for n, _ in parameters) / 1e6, sum(n for n, trainable in parameters if trainable) / 1e6,
+                     self.out_dir)
 
     # --- loop
-    progress = tqdm(range(start_step, cfg.train.steps), desc="train", initial=start_step, total=cfg.train.steps,
-                    disable=not accelerator.is_main_process, file=sys.stdout, dynamic_ncols=True)
-    window_start, data_wait, skipped_in_a_row, steps_in_window = time.perf_counter(), 0.0, 0, 0
-    checkpoint = None
-    for step in progress:
-        model.train()
-        micro_batches = []
-        for _ in range(cfg.train.accum_steps):
-            wait_start = time.perf_counter()
-            batch = next(stream)
-            data_wait += time.perf_counter() - wait_start
-            failures.update(batch.pop("__failures__"))
-            micro_batches.append(to_device(batch, accelerator.device))
+    def train(self) -> Path | None:
+        """The training loop; returns the final model folder (`.../step-N/model`) on the main process."""
+        cfg, acc, task, metrics = self.cfg, self.accelerator, self.task, self.metrics
+        if self.resumed.finished is not None:  # a requeued job whose run is complete
+            return self.resumed.finished / "model" if acc.is_main_process else None
+        failures, checkpoint = self.resumed.failures, None
+        progress = tqdm(range(self.resumed.step, cfg.train.steps), desc="train", initial=self.resumed.step,
+                        total=cfg.train.steps, disable=not acc.is_main_process, file=sys.stdout, dynamic_ncols=True)
+        for step in progress:
+            micro_batches = []
+            for _ in range(cfg.train.accum_steps):
+                with metrics.waiting_for_data():
+                    batch = next(self.stream)
+                failures.update(batch.pop("__failures__"))
+                micro_batches.append(to_device(batch, acc.device))
 
-        with accelerator.autocast():
-            total, terms, outputs = forward_backward(model, objective, micro_batches, accelerator.backward,
-                                                     accelerator.no_sync, check=all_finite)
-        if torch.isfinite(total):
-            skipped_in_a_row = 0
-            if cfg.optim.grad_clip_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
-            optimizer.step()
-            with torch.no_grad():  # keep the temperature parameter itself inside its bound, as CLIP does
-                unwrapped.logit_scale.clamp_(max=unwrapped.log_scale_max)
-        else:
-            skipped_in_a_row += 1
-            if skipped_in_a_row >= cfg.train.max_skipped_steps:
-                raise FloatingPointError(f"{skipped_in_a_row} non-finite steps in a row (train.max_skipped_steps)")
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        steps_in_window += 1
+            with acc.autocast():
+                total, terms, outputs = task.training_step(
+                    micro_batches, acc.backward, acc.no_sync,
+                    check=partial(self.guard.check, step + 1))
+            if self.guard.step_ok:
+                if cfg.optim.grad_clip_norm is not None:
+                    acc.clip_grad_norm_(task.model.parameters(), cfg.optim.grad_clip_norm)
+                self.optimizer.step()
+                task.after_optimizer_step()
+            self.guard.after_step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            metrics.step_done()
 
-        done = step + 1
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            elapsed = time.perf_counter() - window_start
-            samples_per_s = steps_in_window * global_batch / elapsed
-            # Each process holds the loss of its own rows; the run's loss is their mean.
-            logged = accelerator.reduce(torch.stack([total.detach(), *(v.detach() for v in terms.values())]), "mean")
-            record = {
-                "step": done,
-                "epoch": stream.epoch,
-                "samples_seen": done * global_batch,
-                "loss": logged[0].item(),
-                **{name: value.item() for name, value in zip(terms, logged[1:])},
-                "lr": scheduler.get_last_lr()[0],
-                "logit_scale": outputs["logit_scale"].item(),
-                "samples_per_s": samples_per_s,
-                "samples_per_s_per_process": samples_per_s / world_size,
-                "data_wait_fraction": data_wait / elapsed,
-                "decode_failures": sum(failures.values()),
-                **{f"decode_failures/{reason}": count for reason, count in failures.items()},
-                **batch_geometry(outputs, concat_batches(micro_batches)),
-            }
-            accelerator.log({k: v for k, v in record.items() if k not in ("step", "decode_failures")}, step=done)
-            progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{samples_per_s:.0f}")
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-            window_start, data_wait, steps_in_window = time.perf_counter(), 0.0, 0
-        evaluated, paused = {}, time.perf_counter()
-        if cfg.eval is not None and (done % cfg.eval.every == 0 or done == cfg.train.steps):
-            evaluated = evaluate(done)
-            accelerator.log({f"eval/{k}": v for k, v in evaluated.items()}, step=done)
-            if metrics_file is not None:
-                metrics_file.write(json.dumps({"step": done, **{f"eval/{k}": v for k, v in evaluated.items()}}) + "\n")
-                metrics_file.flush()
-        new_best = bool(evaluated) and cfg.eval.best_metric is not None and improves(evaluated[cfg.eval.best_metric])
-        if (new_best or done == cfg.train.steps
-                or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0)):
-            if new_best:  # recorded first, so that pruning in this save already protects it
-                best = {"step": done, "metric": cfg.eval.best_metric, "value": evaluated[cfg.eval.best_metric],
-                        "folder": str(checkpoints.step_folder(checkpoint_dir, done))}
-            checkpoint = save_checkpoint(done)
-            if new_best and accelerator.is_main_process:
-                checkpoints.write_json(checkpoint_dir / "best.json", best)
-        window_start += time.perf_counter() - paused  # evaluation and checkpoints do not count against samples/s
+            done = step + 1
+            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+                # Each process holds the loss of its own rows; the run's loss is their mean.
+                losses = acc.reduce(torch.stack([total.detach(), *(v.detach() for v in terms.values())]), "mean")
+                record = metrics.training_record(done, self.stream.epoch, losses, list(terms), {
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "logit_scale": outputs["logit_scale"].item(),
+                    "decode_failures": sum(failures.values()),
+                    **{f"decode_failures/{reason}": count for reason, count in failures.items()},
+                    **batch_geometry(outputs, concat_batches(micro_batches)),
+                })
+                progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
+                metrics.write(record)
+            with metrics.paused():  # evaluation and checkpoints are not training time
+                evaluated = {}
+                if self.evaluator is not None and self.evaluator.due(done, cfg.train.steps):
+                    evaluated = self.evaluator(done)
+                    metrics.write({"step": done, **{f"eval/{k}": v for k, v in evaluated.items()}})
+                if (done == cfg.train.steps or self.checkpoints.improves(evaluated)
+                        or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0)):
+                    checkpoint = self.checkpoints.save(done, failures, evaluated)
+        return checkpoint / "model" if acc.is_main_process else None
 
-    # --- cleanup
-    if metrics_file is not None:
-        metrics_file.close()
-    accelerator.end_training()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return checkpoint / "model" if accelerator.is_main_process else None
+    def cleanup(self) -> None:
+        if hasattr(self, "metrics"):
+            self.metrics.close()
+        if hasattr(self, "accelerator"):
+            self.accelerator.end_training()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> int:
+def train(cfg: PretrainConfig, recipe_class: type[PretrainRecipe] = PretrainRecipe) -> Path | None:
+    """Run a pretraining config (with a variant recipe, if given); returns the final model folder on the main
+    process, else None."""
+    recipe = recipe_class(cfg)
+    try:
+        recipe.setup()
+        return recipe.train()
+    finally:
+        recipe.cleanup()
+
+
+def main(argv: list[str] | None = None, recipe_class: type[PretrainRecipe] = PretrainRecipe) -> int:
     """Entry point for `accelerate launch -m pipelines.pretrain CONFIG [overrides]` and `mmcl train`."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
         raise UserError("usage: pipelines.pretrain CONFIG [key=value ...]")
     cfg = load_config(PretrainConfig, args[0], args[1:])
-    checkpoint = train(cfg)
+    checkpoint = train(cfg, recipe_class)
     if checkpoint is not None:
         print(f"checkpoint: {checkpoint}")
     return 0

@@ -26,10 +26,17 @@ class CpuFsdpAccelerator(Accelerator):
             self.state.fsdp_plugin = fsdp_plugin
 
 
+class CpuFsdpRecipe(pretrain.PretrainRecipe):
+    def build_accelerator(self, model):
+        cfg = self.cfg
+        return CpuFsdpAccelerator(mixed_precision=pretrain.PRECISION[cfg.train.precision], cpu=True,
+                                  log_with=cfg.train.trackers or None, project_dir=cfg.train.output_dir,
+                                  fsdp_plugin=fsdp.build_plugin(cfg.train.fsdp, model))
+
+
 if __name__ == "__main__":
     from pipelines.cli import configure_logging, run_guarded
 
-    pretrain.Accelerator = CpuFsdpAccelerator
     fsdp.require_gpu = lambda: None
     configure_logging()
-    sys.exit(run_guarded(pretrain.main))
+    sys.exit(run_guarded(lambda: pretrain.main(recipe_class=CpuFsdpRecipe)))

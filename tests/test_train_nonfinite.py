@@ -35,24 +35,28 @@ def shards(tmp_path):
     return shape_shards(tmp_path / "shards", num_shards=1, per_shard=24)
 
 
-def run(monkeypatch, shards, out, poisoned: set[int], **extra):
+class PoisonedRecipe(pretrain.PretrainRecipe):
+    def build_objective(self):
+        return PoisonedObjective(self.cfg.loss)
+
+
+def run(shards, out, poisoned: set[int], **extra):
     PoisonedObjective.calls, PoisonedObjective.poisoned = 0, poisoned
-    monkeypatch.setattr(pretrain, "Objective", PoisonedObjective)
     cfg = load_config(PretrainConfig, "configs/demo.yaml",
                       overrides(shards, out, **{"train.steps": 3, "data.num_workers": 0, **extra}))
-    return pretrain.train(cfg)
+    return pretrain.train(cfg, PoisonedRecipe)
 
 
-def test_halt_names_the_term_and_leaves_weights_untouched(monkeypatch, shards, tmp_path):
+def test_halt_names_the_term_and_leaves_weights_untouched(shards, tmp_path):
     with pytest.raises(FloatingPointError, match=r"step 2: non-finite loss \(terms \['clip/image-text'\]\); halting"):
-        run(monkeypatch, shards, tmp_path / "halt", poisoned={2}, **{"train.checkpoint_every": 1})
+        run(shards, tmp_path / "halt", poisoned={2}, **{"train.checkpoint_every": 1})
     assert (tmp_path / "halt" / "checkpoints" / "step-00000001").is_dir()
     assert not (tmp_path / "halt" / "checkpoints" / "step-00000002").exists()
 
 
-def test_skip_leaves_weights_of_that_step_unchanged(monkeypatch, shards, tmp_path, caplog):
+def test_skip_leaves_weights_of_that_step_unchanged(shards, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="mmcl.train")
-    checkpoint = run(monkeypatch, shards, tmp_path / "skip", poisoned={2},
+    checkpoint = run(shards, tmp_path / "skip", poisoned={2},
                      **{"train.on_nonfinite": "skip", "train.checkpoint_every": 1, "train.keep_checkpoints": 3})
     assert "step 2: non-finite loss" in caplog.text and "step skipped" in caplog.text
     step = {i: load_file(tmp_path / "skip" / "checkpoints" / f"step-{i:08d}" / "model" / "model.safetensors")

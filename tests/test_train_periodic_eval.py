@@ -10,7 +10,8 @@ import pytest
 from data_tools import demo_shapes
 from mmcl.config import load_config
 from mmcl.errors import UserError
-import pipelines.pretrain as pretrain
+from mmcl.eval import run_tasks
+from pipelines import pretrain
 from pipelines.pretrain import train
 from pipelines.pretrain_config import PretrainConfig
 from tests.train_fixtures import overrides, shape_shards
@@ -65,22 +66,28 @@ def test_missing_eval_data_fails_before_training(tmp_path):
         train(cfg)
 
 
-def test_evaluation_time_is_not_counted_as_training_time(tmp_path, monkeypatch):
+class SlowEvaluationRecipe(pretrain.PretrainRecipe):
     pause = 3.0
-    real_run_tasks = pretrain.run_tasks
 
-    def slow_run_tasks(*args, **kwargs):
-        time.sleep(pause)
-        return real_run_tasks(*args, **kwargs)
+    def build_evaluator(self):
+        evaluator = super().build_evaluator()
+        evaluator.run = self.slow_run
+        return evaluator
 
-    monkeypatch.setattr(pretrain, "run_tasks", slow_run_tasks)
+    def slow_run(self, *args, **kwargs):
+        time.sleep(self.pause)
+        return run_tasks(*args, **kwargs)
+
+
+def test_evaluation_time_is_not_counted_as_training_time(tmp_path):
+    pause = SlowEvaluationRecipe.pause
     shards = shape_shards(tmp_path / "shards", num_shards=1, per_shard=32)
     eval_dir = demo_shapes.write_class_folders(tmp_path / "eval", per_class=1, seed=3)
     out = tmp_path / "run"
     cfg = load_config(PretrainConfig, "configs/demo.yaml",
                       overrides(shards, out, **{"train.steps": 6, "data.num_workers": 0, "train.log_every": 3})
                       + eval_overrides(eval_dir, **{"eval.best_metric": "null"}))
-    train(cfg)
+    train(cfg, SlowEvaluationRecipe)
     windows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     windows = [r for r in windows if "samples_per_s" in r]
     assert [r["step"] for r in windows] == [3, 6]  # each window holds an evaluation (steps 2 and 4)

@@ -90,22 +90,47 @@ def load_train_state(accelerator, scheduler, train_state: Path) -> None:
 
 
 def publish(folder: Path) -> None:
-    """Rename a finished `.tmp` folder to its final name (replacing an older one of the same step)."""
+    """Rename a finished `.tmp` folder to its final name. An older folder of the same step is first moved aside
+    (never deleted before its replacement is in place), then deleted."""
+    aside = folder.with_name(folder.name + ".old")
     if folder.exists():
-        shutil.rmtree(folder)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(folder, aside)
     os.replace(temporary(folder), folder)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def discard(folder: Path) -> None:
+    """Delete a checkpoint so that a kill midway never leaves a half-deleted folder under a complete-looking name:
+    renamed first, then deleted."""
+    doomed = folder.with_name(folder.name + ".deleting")
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed)
+
+
+def sweep(checkpoint_dir: Path) -> None:
+    """Remove what killed saves and deletions left behind (`.tmp`, `.old`, `.deleting` folders)."""
+    if checkpoint_dir.is_dir():
+        for leftover in checkpoint_dir.iterdir():
+            if leftover.is_dir() and leftover.suffix in (".tmp", ".old", ".deleting"):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def prune(checkpoint_dir: Path, keep_last: int, protect: set[Path]) -> None:
-    """Delete all but the newest `keep_last` checkpoints, never those in `protect` (the best one)."""
+    """Delete all but the newest `keep_last` checkpoints, never those in `protect` (the best one), compared by
+    resolved path so that an output_dir spelled differently on resume still protects it."""
+    protected = {p.resolve() for p in protect}
     found = complete_checkpoints(checkpoint_dir)
     for _, folder in found[:-keep_last] if keep_last > 0 else found:
-        if folder not in protect:
-            shutil.rmtree(folder)
+        if folder.resolve() not in protected:
+            discard(folder)
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    """Through a temporary file and a rename: a reader (or a resumed run) never sees a half-written file."""
+    temporary_file = path.with_name(path.name + ".tmp")
+    temporary_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary_file, path)
 
 
 def read_json(path: Path) -> dict:

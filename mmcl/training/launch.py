@@ -19,6 +19,13 @@ def launch_local(num_processes: int, module: str, args: list[str]) -> int:
     return subprocess.call(command, env={"OMP_NUM_THREADS": threads, **os.environ})
 
 
+def default_cpu_threads(num_workers: int) -> int:
+    """This process's share of the machine's cores, less one per loader worker: more threads than cores make
+    OpenMP threads spin against the workers and slow training several times over."""
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // local_processes - num_workers)
+
+
 def torchrun(argv: list[str]) -> int:
     """torchrun itself (`torch.distributed.run`), except that a failed run ends with the exit code of the process
     that failed first and one line, instead of torchrun's exit code 1 and its report: a process stopped by a user

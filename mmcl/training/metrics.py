@@ -1,0 +1,118 @@
+"""The metrics log: one record every `log_every` steps to OUTPUT/metrics.jsonl and the trackers.
+
+Throughput is measured over the window since the previous record, less the time spent in `paused()` blocks
+(evaluation, checkpoints), and the share of it spent waiting for data. A resumed run first cuts metrics.jsonl back
+to the checkpoint's step, so a step logged after that checkpoint by the killed run appears once, not twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from itertools import combinations
+from pathlib import Path
+
+import torch
+
+from mmcl.eval import geometry
+from mmcl.training.run_config import flatten
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep only the records of steps up to `last_step` (written through a temporary file and a rename)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut by the kill
+            continue
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class MetricsLogger:
+    """`path` is None on processes other than the main one (they only take part in the reductions)."""
+
+    def __init__(self, path: Path | None, log: callable, global_batch: int, world_size: int, resumed_at: int = 0):
+        self.log = log  # the trackers' log(values, step=...), e.g. Accelerator.log
+        self.global_batch, self.world_size = global_batch, world_size
+        if path is not None and resumed_at:
+            truncate_log(path, resumed_at)
+        self.file = path.open("a", encoding="utf-8") if path is not None else None
+        self._start_window()
+
+    def _start_window(self) -> None:
+        self.window_start, self.data_wait, self.steps = time.perf_counter(), 0.0, 0
+
+    @contextmanager
+    def waiting_for_data(self):
+        start = time.perf_counter()
+        yield
+        self.data_wait += time.perf_counter() - start
+
+    @contextmanager
+    def paused(self):
+        """Time inside is not training time: the window's clock stops."""
+        start = time.perf_counter()
+        yield
+        self.window_start += time.perf_counter() - start
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    def training_record(self, step: int, epoch: int, losses: torch.Tensor, term_names: list[str],
+                        extra: dict) -> dict:
+        """The record of the window ending at `step`: `losses` holds [total, *terms] reduced over processes."""
+        elapsed = time.perf_counter() - self.window_start
+        samples_per_s = self.steps * self.global_batch / elapsed
+        record = {
+            "step": step,
+            "epoch": epoch,
+            "samples_seen": step * self.global_batch,
+            "loss": losses[0].item(),
+            **{name: value.item() for name, value in zip(term_names, losses[1:])},
+            **extra,
+            "samples_per_s": samples_per_s,
+            "samples_per_s_per_process": samples_per_s / self.world_size,
+            "data_wait_fraction": self.data_wait / elapsed,
+        }
+        self._start_window()
+        return record
+
+    def write(self, record: dict) -> None:
+        """To the trackers (all but `step`, which they take as the x-axis) and to metrics.jsonl."""
+        self.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def tracker_hparams(config: dict) -> dict:
+    """The config as `{dotted.key: scalar}`, the form experiment trackers accept as hyperparameters."""
+    return {k: v if isinstance(v, (int, float, bool, str)) else json.dumps(v) for k, v in flatten(config).items()}
+
+
+def batch_geometry(outputs: dict, batch: dict) -> dict:
+    """Modality gap and uniformity of this process's rows of the step: a cheap live view of the space."""
+    modalities = [m for m in outputs if outputs[m].ndim == 2]
+    found = {}
+    for m in modalities:
+        present = outputs[m][batch[f"{m}_mask"]].detach().float() if f"{m}_mask" in batch else outputs[m].detach()
+        if len(present) > 1:
+            found[f"geometry/uniformity/{m}"] = geometry.uniformity(present)
+    for a, b in combinations(modalities, 2):
+        both = batch[f"{a}_mask"] & batch[f"{b}_mask"]
+        if both.sum() > 0:
+            found[f"geometry/gap/{a}-{b}"] = geometry.modality_gap(outputs[a][both].detach().float(),
+                                                                   outputs[b][both].detach().float())
+    return found
