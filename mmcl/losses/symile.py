@@ -20,6 +20,13 @@ Symile to learn from incomplete rows.
 
 Across ranks, local anchor rows meet candidates built from the gathered rows, and the permutations are drawn on
 rank 0 and broadcast so every rank builds the same candidate set as one process would.
+
+Randomness: the ``"n"`` permutations come from torch's global generator (the CUDA one for CUDA tensors), one draw
+per call. Under gradient accumulation the loss is evaluated once per micro-batch pass, always over the whole
+accumulated batch; :mod:`mmcl.training.accumulation` starts each of those evaluations from the same RNG state, so
+an optimiser step draws its permutations once (those of one batch k times larger) and the k passes differentiate
+one and the same loss. A caller that evaluates the loss several times for one gradient must likewise fix the state
+(e.g. ``torch.set_rng_state``) before each evaluation; ``"n_squared"`` draws nothing.
 """
 
 from __future__ import annotations
