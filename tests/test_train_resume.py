@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -57,6 +58,8 @@ def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path)
     assert expected.keys() == got.keys()
     different = [name for name in expected if not (expected[name] == got[name]).all()]
     assert different == []
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1))  # cut back to the checkpoint on resume: each step once
     kept = sorted(p.name for p in (killed / "checkpoints").iterdir())
     assert kept[-1] == f"step-{STEPS:08d}" and len(kept) == 2  # keep_checkpoints, no .tmp leftovers
     # The weights are stored once, in model/ (resume read them back from there), not again in train_state/.
