@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -65,3 +67,20 @@ def test_skip_leaves_weights_of_that_step_unchanged(shards, tmp_path, caplog):
     assert not all(torch.equal(step[2][k], step[3][k]) for k in step[2])  # the next one trained again
     assert all(torch.isfinite(v).all() for v in step[3].values())
     assert checkpoint == tmp_path / "skip" / "checkpoints" / "step-00000003" / "model"
+
+
+def test_a_nan_on_one_process_skips_the_step_on_all_and_all_halt_together(tmp_path):
+    """Rank 1's loss is NaN at every step, rank 0's never: both skip each step (one agreed verdict) and both stop
+    at train.max_skipped_steps, instead of rank 0 stepping alone and the next collective hanging."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "tests.nonfinite_rank_run", "configs/demo.yaml",
+               *overrides(shape_shards(tmp_path / "two", num_shards=2, per_shard=24), tmp_path / "run",
+                          **{"train.steps": 6, "data.num_workers": 0, "data.batch_size": 4,
+                             "train.on_nonfinite": "skip", "train.max_skipped_steps": 3})]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    for step in (1, 2, 3):
+        assert f"step {step}: non-finite loss (terms on another process); step skipped" in result.stderr
+        assert f"step {step}: non-finite loss (terms ['clip/image-text']); step skipped" in result.stderr
+    assert "step 4:" not in result.stderr
+    assert result.stderr.count("3 non-finite steps in a row (train.max_skipped_steps)") == 2  # both processes
