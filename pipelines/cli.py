@@ -25,7 +25,7 @@ def run_guarded(fn: Callable[..., int], *args) -> int:
 
 def _config_show(args: argparse.Namespace) -> int:
     from mmcl.config import load_config, to_commented_yaml
-    from pipelines.pretrain_config import PretrainConfig
+    from mmcl.training.config import PretrainConfig
 
     print(to_commented_yaml(load_config(PretrainConfig, args.config, args.overrides)))
     return 0

@@ -21,12 +21,10 @@ from pathlib import Path
 from data_tools.demo_emoji import DEMO_LANGUAGES, build_emoji_dataset
 from mmcl.config import load_config, validate
 from mmcl.errors import UserError
-from mmcl.eval import EvalConfig
+from mmcl.eval import EvalConfig, run_evaluation
 from mmcl.eval.report import write_json
 from pipelines.cli import main as mmcl
-from pipelines.evaluate import run_evaluation
-from pipelines.pretrain import train
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 RUNS = {  # run name ▶ (config, what it is)
@@ -159,7 +157,10 @@ def run_demo(output_dir: str | Path, steps: int | None = None, compare: bool = F
         if steps is not None:
             overrides.append(f"train.steps={steps}")
         config = load_config(PretrainConfig, config_file, overrides)
-        checkpoint = train(config)
+        # Through the command, as a user runs it: this recipe composes the others without importing them.
+        if mmcl(["train", str(config_file), *overrides]) != 0:
+            raise UserError(f"training {name} failed (see above)")
+        checkpoint = Path(config.train.output_dir) / "checkpoints" / f"step-{config.train.steps:08d}" / "model"
 
         print(f"[4/{total}] evaluating {name} on the held-out emoji")
         results = run_evaluation(str(checkpoint), eval_config(heldout), output=out / "report" / name / "results.json",

@@ -15,83 +15,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from mmcl.config import load_config, validate
 from mmcl.errors import UserError
-from mmcl.eval import EvalConfig, evaluate_task, zeroshot
-from mmcl.eval.report import compare, markdown, read_results, write_json
+from mmcl.eval import EvalConfig, run_evaluation, zeroshot
+from mmcl.eval.report import compare, read_results, write_json
 from mmcl.eval.zeroshot import DEFAULT_TEMPLATES
-from mmcl.models import create_model, list_models, load_model
-
-OPEN_CLIP_PREFIX = "open_clip:"
+from mmcl.training.launch import process_group
 
 
 def read_templates(path: str | Path | None) -> list[str]:
     """Templates from a file (one per line with `{c}`), or the built-in image set when `path` is None."""
     return list(DEFAULT_TEMPLATES["image"]) if path is None else zeroshot.read_templates(path)
-
-
-def load_eval_model(spec: str, weights: str | None = None):
-    """(model, transforms, tokenizer, description) from a checkpoint folder, `open_clip:NAME` with `weights`,
-    or a built-in model name (randomly initialised: a baseline)."""
-    if spec.startswith(OPEN_CLIP_PREFIX):
-        from mmcl.eval.openclip import load_open_clip
-
-        if weights is None:
-            raise UserError(f"{spec}: give the weights file with --weights FILE.safetensors")
-        model, transforms, tokenizer = load_open_clip(spec[len(OPEN_CLIP_PREFIX):], weights)
-        return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
-    if weights is not None:
-        raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
-    if Path(spec).is_dir():
-        folder = Path(spec)
-        if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
-            folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
-        model, transforms, tokenizer = load_model(folder)
-        return model, transforms, tokenizer, {"source": str(spec)}
-    if spec not in list_models():
-        raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
-                        f"({', '.join(list_models())})")
-    with torch.random.fork_rng():
-        torch.manual_seed(0)  # the same baseline on every run
-        model, transforms, tokenizer = create_model(spec)
-    return model, transforms, tokenizer, {"source": spec, "weights": "random initialisation, seed 0"}
-
-
-def describe_model(model, description: dict) -> dict:
-    return {**description, "modalities": list(model.modalities),
-            "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = None, device: str = "cpu",
-                   output: str | Path | None = None, report_dir: str | Path | None = None, rank: int = 0,
-                   world_size: int = 1) -> list[dict]:
-    """Run every task of `config` on the model; write the JSON result and, with `report_dir`, Markdown + PNGs.
-    With `world_size` > 1 every process calls this and embeds its share of the data; rank 0 writes."""
-    model, transforms, tokenizer, description = load_eval_model(model_spec, weights)
-    model.to(device)
-    model_info = describe_model(model, description)
-    outputs = []
-    for task in config.tasks:
-        out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers,
-                            rank=rank, world_size=world_size, image_limits=config.image_limits)
-        out.result["model"] = model_info
-        outputs.append(out)
-    results = [o.result for o in outputs]
-    if rank != 0:
-        return results
-    if output:
-        write_json(results[0] if len(results) == 1 else {"results": results}, output)
-    if report_dir:
-        from mmcl.eval.plots import write_plots  # matplotlib is only imported when plots are asked for
-
-        report_dir = Path(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "summary.md").write_text(markdown(results, model_spec), encoding="utf-8")
-        for out in outputs:
-            write_plots(out, report_dir)
-    return results
 
 
 def zero_shot_classification(checkpoint: str | Path, data_dir: str | Path, templates: list[str],
@@ -158,14 +92,9 @@ def _run(args) -> int:
         raise UserError("give a MODEL (checkpoint folder, open_clip:NAME or built-in name), or --compare A B")
     config = _config_from_args(args)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun / accelerate launch: share the data
-        from accelerate import PartialState
-
-        state = PartialState(cpu=not torch.cuda.is_available())
-        try:
+        with process_group() as state:
             results = run_evaluation(args.model, config, args.weights, str(state.device), args.output,
                                      args.report_dir, state.process_index, state.num_processes)
-        finally:
-            torch.distributed.destroy_process_group()
         if not state.is_main_process:
             return 0
     else:

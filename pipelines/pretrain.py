@@ -39,7 +39,7 @@ from mmcl.training.metrics import MetricsLogger, batch_geometry, tracker_hparams
 from mmcl.training.nonfinite import NonFiniteGuard
 from mmcl.training.periodic_eval import PeriodicEvaluator
 from mmcl.training.task import ContrastiveTask
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 
 log = logging.getLogger("mmcl.train")
 

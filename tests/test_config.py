@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from mmcl.config import ConfigError, Section, load_config, parse_overrides, to_commented_yaml
 from mmcl.models import ModelConfig
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 
 MINIMAL = """\
 model: tiny

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mmcl.config import load_config
 from mmcl.optim import lr_factor
 from pipelines.pretrain import train
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 from tests.train_fixtures import overrides, shape_shards
 
 STEPS, BATCH, LR = 6, 8, 2e-3

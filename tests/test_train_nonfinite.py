@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import pipelines.pretrain as pretrain
 from mmcl.config import load_config
 from mmcl.losses.objective import Objective
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 from tests.train_fixtures import overrides, shape_shards
 
 

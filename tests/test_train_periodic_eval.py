@@ -13,7 +13,7 @@ from mmcl.errors import UserError
 from mmcl.eval import run_tasks
 from pipelines import pretrain
 from pipelines.pretrain import train
-from pipelines.pretrain_config import PretrainConfig
+from mmcl.training.config import PretrainConfig
 from tests.train_fixtures import overrides, shape_shards
 
 

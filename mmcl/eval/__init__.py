@@ -5,11 +5,12 @@
 
 Modules: `tasks` (task configs), `run` (running them on a model), `datasets`/`loading`/`embed` (data to
 embeddings), `zeroshot`/`metrics`, `retrieval`, `geometry` (the measures), `report` and `plots` (outputs),
-`openclip` (open_clip models by name).
+`openclip` (open_clip models by name), `models` (any model by name or checkpoint folder).
 """
 
 from mmcl.eval.report import scalars
-from mmcl.eval.run import TaskOutput, evaluate_task, run_tasks
+from mmcl.eval.models import load_eval_model
+from mmcl.eval.run import TaskOutput, evaluate_task, run_evaluation, run_tasks
 from mmcl.eval.tasks import (DataSpec, EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
                              ZeroShotClassificationTask)
 
@@ -23,6 +24,8 @@ __all__ = [
     "TaskOutput",
     "ZeroShotClassificationTask",
     "evaluate_task",
+    "load_eval_model",
+    "run_evaluation",
     "run_tasks",
     "scalars",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 
 import torch
 
@@ -15,7 +16,9 @@ from mmcl.eval import geometry, retrieval
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
-from mmcl.eval.tasks import (EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
+from mmcl.eval.models import describe_model, load_eval_model
+from mmcl.eval.report import markdown, write_json
+from mmcl.eval.tasks import (EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
                              ZeroShotClassificationTask)
 from mmcl.eval.zeroshot import (DEFAULT_TEMPLATES, check_templates, class_embeddings, classification_metrics,
                                 prompts, read_templates)
@@ -206,4 +209,34 @@ def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch
             raise UserError(f"two evaluation tasks are named {task.label!r}; give them distinct names")
         results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers,
                                             cache, rank, world_size, image_limits).result
+    return results
+
+
+def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = None, device: str = "cpu",
+                   output: str | Path | None = None, report_dir: str | Path | None = None, rank: int = 0,
+                   world_size: int = 1) -> list[dict]:
+    """Run every task of `config` on the model; write the JSON result and, with `report_dir`, Markdown + PNGs.
+    With `world_size` > 1 every process calls this and embeds its share of the data; rank 0 writes."""
+    model, transforms, tokenizer, description = load_eval_model(model_spec, weights)
+    model.to(device)
+    model_info = describe_model(model, description)
+    outputs = []
+    for task in config.tasks:
+        out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers,
+                            rank=rank, world_size=world_size, image_limits=config.image_limits)
+        out.result["model"] = model_info
+        outputs.append(out)
+    results = [o.result for o in outputs]
+    if rank != 0:
+        return results
+    if output:
+        write_json(results[0] if len(results) == 1 else {"results": results}, output)
+    if report_dir:
+        from mmcl.eval.plots import write_plots  # matplotlib is only imported when plots are asked for
+
+        report_dir = Path(report_dir)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "summary.md").write_text(markdown(results, model_spec), encoding="utf-8")
+        for out in outputs:
+            write_plots(out, report_dir)
     return results

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
+
+import torch
 
 
 def launch_local(num_processes: int, module: str, args: list[str]) -> int:
@@ -24,6 +27,21 @@ def default_cpu_threads(num_workers: int) -> int:
     OpenMP threads spin against the workers and slow training several times over."""
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, len(os.sched_getaffinity(0)) // local_processes - num_workers)
+
+
+@contextmanager
+def process_group():
+    """This process's place among the processes torchrun / `accelerate launch` started (one process alone: rank 0
+    of 1, no group): yields Accelerate's PartialState (`process_index`, `num_processes`, `device`,
+    `is_main_process`) and leaves the process group when done."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    try:
+        yield state
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def torchrun(argv: list[str]) -> int:

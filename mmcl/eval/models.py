@@ -1,0 +1,45 @@
+"""Models for evaluation by name: a checkpoint folder, `open_clip:NAME` with a weights file, or a built-in config
+(randomly initialised: a baseline). What `mmcl eval`, the demo and any script that scores a saved model use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mmcl.errors import UserError
+from mmcl.models import create_model, list_models, load_model
+
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def load_eval_model(spec: str, weights: str | None = None):
+    """(model, transforms, tokenizer, description) from a checkpoint folder, `open_clip:NAME` with `weights`,
+    or a built-in model name (randomly initialised: a baseline)."""
+    if spec.startswith(OPEN_CLIP_PREFIX):
+        from mmcl.eval.openclip import load_open_clip
+
+        if weights is None:
+            raise UserError(f"{spec}: give the weights file with --weights FILE.safetensors")
+        model, transforms, tokenizer = load_open_clip(spec[len(OPEN_CLIP_PREFIX):], weights)
+        return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
+    if weights is not None:
+        raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
+    if Path(spec).is_dir():
+        folder = Path(spec)
+        if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
+            folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
+        model, transforms, tokenizer = load_model(folder)
+        return model, transforms, tokenizer, {"source": str(spec)}
+    if spec not in list_models():
+        raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
+                        f"({', '.join(list_models())})")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the same baseline on every run
+        model, transforms, tokenizer = create_model(spec)
+    return model, transforms, tokenizer, {"source": spec, "weights": "random initialisation, seed 0"}
+
+
+def describe_model(model, description: dict) -> dict:
+    return {**description, "modalities": list(model.modalities),
+            "parameters": sum(p.numel() for p in model.parameters())}
