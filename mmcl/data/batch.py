@@ -36,7 +36,8 @@ class Collator:
 
 
 def batched(items: Iterable[dict], size: int, collate: Collator, partial: bool) -> Iterator[dict]:
-    """Batches of `size` decoded samples, skipped markers dropped and their failure counts summed.
+    """Batches of `size` decoded samples, skipped markers dropped and their failure counts summed (evaluation's
+    batching; training batches in `mmcl.data.pipeline.TrainStream`, which also records positions).
 
     A full batch waits for the next sample before it is emitted, so failures met after the last sample
     still reach a batch; `partial` keeps a short last batch.

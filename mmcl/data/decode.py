@@ -93,3 +93,17 @@ def decode_stream(raws: Iterable[dict], decoder: SampleDecoder, rng: random.Rand
     leftover = failures.take()  # e.g. a truncated last shard
     if leftover:
         yield {SKIPPED: True, FAILURES: leftover}
+
+
+def decode_seeded(raw: dict, decoder: SampleDecoder, seed: int, failures: FailureCounter) -> dict | None:
+    """A training sample decoded with randomness of its own: the python RNG (caption choice, text augmentation)
+    and torch's CPU RNG (image and audio crops, SpecAugment) are both seeded from `seed` for this sample alone, so a
+    sample decodes the same whatever was decoded before it, and a resumed stream need not replay earlier samples.
+    None (and the failure counted) if the sample cannot be used."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed ^ 0x5DEECE66D)
+        try:
+            return decoder(raw, random.Random(seed))
+        except SampleError as err:
+            failures(err)
+            return None
