@@ -5,9 +5,9 @@
     accelerate launch --multi_gpu --num_processes 2 -m pipelines.pretrain configs/demo.yaml
     torchrun --nproc_per_node 2 -m pipelines.pretrain configs/demo.yaml
 
-setup (Accelerate, model, objective, optimiser, data stream, resume) ▶ loop: accum_steps micro-batches ▶ forward
-▶ named loss terms ▶ non-finite check ▶ backward ▶ clip ▶ step ▶ metrics line every log_every steps ▶ checkpoint
-every checkpoint_every steps ▶ cleanup.
+setup (accelerator, task, optimiser, data stream, checkpoints and resume) ▶ loop: accum_steps micro-batches ▶
+the task's forward/backward (agreed non-finite check first) ▶ clip ▶ step ▶ metrics line ▶ evaluation ▶ checkpoint ▶
+cleanup. The pieces live in mmcl/training/.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ class PretrainRecipe:
         self.stream = DataStream(
             lambda epoch: build_loader(cfg.data, self.transforms.train, self.tokenizer, train=True, epoch=epoch,
                                        seed=cfg.train.seed, rank=acc.process_index, world_size=acc.num_processes),
-            seed=cfg.train.seed, rank=acc.process_index,
+            # Decode failures can leave one rank short of batches: then every rank starts the next epoch together.
+            seed=cfg.train.seed, rank=acc.process_index, agree=self.all_ranks if acc.num_processes > 1 else None,
         )
 
     def describe(self) -> None:
