@@ -35,7 +35,7 @@ from mmcl.training.accumulation import concat_batches
 from mmcl.training.checkpoint_manager import CheckpointManager
 from mmcl.training.data_stream import DataStream
 from mmcl.training.launch import default_cpu_threads, launch_local
-from mmcl.training.metrics import MetricsLogger, batch_geometry, tracker_hparams
+from mmcl.training.metrics import MetricsLogger, batch_geometry, log_start, tracker_hparams
 from mmcl.training.nonfinite import NonFiniteGuard
 from mmcl.training.periodic_eval import PeriodicEvaluator
 from mmcl.training.task import ContrastiveTask
@@ -135,7 +135,8 @@ class PretrainRecipe:
         self.metrics = MetricsLogger(self.out_dir / "metrics.jsonl" if acc.is_main_process else None, acc.log,
                                      self.global_batch, acc.num_processes, self.resumed.step)
         self.evaluator = self.build_evaluator()
-        self.describe()
+        if acc.is_main_process:
+            log_start(cfg, acc, self.task.unwrapped, self.global_batch, self.resumed.step, self.out_dir)
 
     def setup_accelerator(self) -> None:
         cfg = self.cfg
@@ -171,18 +172,6 @@ class PretrainRecipe:
             # Decode failures can leave one rank short of batches: then every rank starts the next epoch together.
             seed=cfg.train.seed, rank=acc.process_index, agree=self.all_ranks if acc.num_processes > 1 else None,
         )
-
-    def describe(self) -> None:
-        cfg, acc = self.cfg, self.accelerator
-        if acc.is_main_process:
-            parameters = [(p.numel(), p.requires_grad) for p in self.task.unwrapped.parameters()]
-            log.info("%d process(es) on %s (%s, %d compute threads each); global batch %d = %d per process x %d "
-                     "micro-batch(es) x %d; steps %d to %d, %d samples; %.2fM parameters, %.2fM trainable; output %s",
-                     acc.num_processes, acc.device.type, cfg.train.precision, torch.get_num_threads(),
-                     self.global_batch, cfg.data.batch_size, cfg.train.accum_steps, acc.num_processes,
-                     self.resumed.step + 1, cfg.train.steps, (cfg.train.steps - self.resumed.step) * self.global_batch,
-                     sum(n for n, _ in parameters) / 1e6, sum(n for n, trainable in parameters if trainable) / 1e6,
-                     self.out_dir)
 
     # --- loop
     def train(self) -> Path | None:

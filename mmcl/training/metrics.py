@@ -8,6 +8,7 @@ to the checkpoint's step, so a step logged after that checkpoint by the killed r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ import torch
 
 from mmcl.eval import geometry
 from mmcl.training.run_config import flatten
+
+log = logging.getLogger("mmcl.train")
 
 
 def truncate_log(path: Path, last_step: int) -> None:
@@ -116,3 +119,14 @@ def batch_geometry(outputs: dict, batch: dict) -> dict:
             found[f"geometry/gap/{a}-{b}"] = geometry.modality_gap(outputs[a][both].detach().float(),
                                                                    outputs[b][both].detach().float())
     return found
+
+
+def log_start(cfg, accelerator, model, global_batch: int, start_step: int, out_dir: Path) -> None:
+    """One line with the run's shape: processes, device, precision, threads, batch, steps, samples, parameters."""
+    parameters = [(p.numel(), p.requires_grad) for p in model.parameters()]
+    log.info("%d process(es) on %s (%s, %d compute threads each); global batch %d = %d per process x %d "
+             "micro-batch(es) x %d; steps %d to %d, %d samples; %.2fM parameters, %.2fM trainable; output %s",
+             accelerator.num_processes, accelerator.device.type, cfg.train.precision, torch.get_num_threads(),
+             global_batch, cfg.data.batch_size, cfg.train.accum_steps, accelerator.num_processes, start_step + 1,
+             cfg.train.steps, (cfg.train.steps - start_step) * global_batch, sum(n for n, _ in parameters) / 1e6,
+             sum(n for n, trainable in parameters if trainable) / 1e6, out_dir)
