@@ -11,7 +11,7 @@ from data_tools import demo_shapes
 from mmcl.errors import UserError
 from mmcl.eval import EvalConfig, evaluate_task, run_tasks
 from mmcl.eval import geometry
-from mmcl.eval.loading import decode_media
+from mmcl.data.audio import load as load_audio
 from mmcl.eval.retrieval import multimodal_retrieval, paired_retrieval, ranks
 from mmcl.eval.zeroshot import classification_metrics
 from mmcl.models import create_model, save_model
@@ -98,7 +98,7 @@ def tones(tmp_path_factory):
 
 def test_one_nan_audio_embedding_names_its_clip(tones):
     model, transforms, tokenizer = tone_model()
-    nan_for(model, "audio", decode_media("audio", tones / "low" / "low_1.wav", transforms["audio"]))
+    nan_for(model, "audio", load_audio((tones / "low" / "low_1.wav").read_bytes(), transforms["audio"]))
     with pytest.raises(UserError, match="audio embeddings of 1 item\\(s\\) are not finite \\(NaN/inf\\), "
                                         "first: 'low/low_1': the model has diverged"):
         run_tasks(model, transforms, tokenizer, [audio_task(tones, name="tones")])

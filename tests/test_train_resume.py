@@ -9,19 +9,32 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from data_tools import demo_shapes
+from tests.test_train_periodic_eval import eval_overrides
 from tests.train_fixtures import overrides, shape_shards
 
 STEPS = 20  # long enough after the last possible kill point that the kill lands mid-run
 
 
-def train_command(shards, out, *extra) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "train", "configs/demo.yaml",
+def train_command(shards, out, *extra, processes: int = 1) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", str(processes), "configs/demo.yaml",
             *overrides(shards, out, **{"train.steps": STEPS, "train.checkpoint_every": 2,
                                        "train.keep_checkpoints": 2}), *extra]
+
+
+def everything_at_once(shards, eval_dir) -> list[str]:
+    """Two processes, two loader workers each, two micro-batches per step, periodic evaluation choosing the best
+    checkpoint, and two sources mixed 3:1 by resampling."""
+    sources = [{"shards": str(shards / "shard-000000.tar"), "weight": 3},
+               {"shards": str(shards / "shard-000001.tar"), "weight": 1}]
+    return ["data.train_shards=null", f"data.sources={json.dumps(sources)}",
+            "data.resampled=true", "data.samples_per_epoch=96", "data.num_workers=2", "train.accum_steps=2",
+            "data.batch_size=4", *eval_overrides(eval_dir, **{"eval.every": 3})]
 
 
 def final_weights(out):
@@ -33,35 +46,48 @@ def shards(tmp_path_factory):
     return shape_shards(tmp_path_factory.mktemp("shards"), num_shards=2, per_shard=24)
 
 
-def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path):
+@pytest.mark.parametrize("setting", ["one process", "everything at once"])
+def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path, setting):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every run keeps CPU maths identical
+    extra = [] if setting == "one process" else everything_at_once(
+        shards, demo_shapes.write_class_folders(tmp_path / "eval", per_class=1, seed=3))
+    processes = 1 if setting == "one process" else 2
     reference = tmp_path / "reference"
-    subprocess.run(train_command(shards, reference), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(train_command(shards, reference, *extra, processes=processes), check=True, env=env,
+                   capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    kill_after = random.Random().choice([2, 4, 6, 8])  # a random checkpoint, then a random moment after it
-    proc = subprocess.Popen(train_command(shards, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    seed = random.randrange(1000)
+    kill_after = random.Random(seed).choice([2, 4, 6, 8])  # a random checkpoint, then a random moment after it
+    proc = subprocess.Popen(train_command(shards, killed, *extra, processes=processes), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while not (killed / "checkpoints" / f"step-{kill_after:08d}").exists():
         assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
         time.sleep(0.05)
-    time.sleep(random.uniform(0, 0.1))
-    proc.send_signal(signal.SIGKILL)
+    time.sleep(random.Random(seed).uniform(0, 0.1))
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every training process it started
     proc.wait()
-    assert not (killed / "checkpoints" / f"step-{STEPS:08d}").exists(), "killed too late to test anything"
+    assert not (killed / "checkpoints" / f"step-{STEPS:08d}").exists(), f"killed too late (kill seed {seed})"
 
-    resumed = subprocess.run(train_command(shards, killed, "--resume", "latest"), env=env, capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(train_command(shards, killed, *extra, "train.resume=latest", processes=processes),
+                             env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = final_weights(reference), final_weights(killed)
     assert expected.keys() == got.keys()
     different = [name for name in expected if not (expected[name] == got[name]).all()]
-    assert different == []
-    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert different == [], f"kill seed {seed}"
+    if extra:  # the best checkpoint is the uninterrupted run's, and still there
+        best = json.loads((killed / "checkpoints" / "best.json").read_text())
+        assert {k: best[k] for k in ("step", "value")} == {
+            k: v for k, v in json.loads((reference / "checkpoints" / "best.json").read_text()).items()
+            if k in ("step", "value")}
+        assert (Path(best["folder"]) / "model" / "model.safetensors").is_file()
+    records = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
     assert steps == list(range(1, STEPS + 1))  # cut back to the checkpoint on resume: each step once
-    kept = sorted(p.name for p in (killed / "checkpoints").iterdir())
-    assert kept[-1] == f"step-{STEPS:08d}" and len(kept) == 2  # keep_checkpoints, no .tmp leftovers
+    kept = sorted(p.name for p in (killed / "checkpoints").iterdir() if p.is_dir())
+    assert kept[-1] == f"step-{STEPS:08d}" and not [k for k in kept if "." in k]  # no .tmp/.old leftovers
     # The weights are stored once, in model/ (resume read them back from there), not again in train_state/.
     assert not list((killed / "checkpoints" / kept[-1] / "train_state").glob("*.safetensors"))
 
