@@ -120,7 +120,7 @@ def test_evaluation_keeps_file_order_every_sample_and_partial_batch(tmp_path):
     assert sorted(ranks[0] + ranks[1]) == sorted(expected) and ranks[0] == [k for k in expected if k in ranks[0]]
 
 
-def test_fewer_shards_than_workers_is_fine_too_few_samples_fails_before_reading(tmp_path):
+def test_fewer_shards_or_samples_than_workers_is_fine_too_few_samples_fails_before_reading(tmp_path):
     write_shards(tmp_path, image_text_samples(6), per_shard=3)  # 2 shards for 2 ranks x 2 workers: slots share them
     cfg = DataConfig(train_shards=str(tmp_path), batch_size=1, num_workers=2)
     per_rank = [list(build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True, rank=r, world_size=2))
@@ -128,9 +128,15 @@ def test_fewer_shards_than_workers_is_fine_too_few_samples_fails_before_reading(
     seen = keys(per_rank[0]) + keys(per_rank[1])
     assert len(keys(per_rank[0])) == len(keys(per_rank[1])) == 2 and len(set(seen)) == 4  # 6 // 4 slots: one each
     assert sum(total_failures(batches).get("dropped to balance ranks", 0) for batches in per_rank) == 2
+    # Batches of 2: 6 samples give each of 2 ranks one worker's batch; the second worker of each rank stays idle.
     cfg = DataConfig(train_shards=str(tmp_path), batch_size=2, num_workers=2)
-    with pytest.raises(UserError, match=r"6 sample\(s\) in 2 shard\(s\) cannot give each of 2 process\(es\) x 2 "
-                                        r"loader worker\(s\) a batch of 2: need at least 8"):
+    per_rank = [list(build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True, rank=r, world_size=2))
+                for r in (0, 1)]
+    assert [len(keys(batches)) for batches in per_rank] == [2, 2]
+    assert len(set(keys(per_rank[0]) + keys(per_rank[1]))) == 4
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=4, num_workers=2)
+    with pytest.raises(UserError, match=r"6 sample\(s\) in 2 shard\(s\) cannot give each of 2 process\(es\) a batch "
+                                        r"of 4: need at least 8"):
         build_loader(cfg, TRANSFORMS["train"], TOKENIZER, train=True, rank=0, world_size=2)
 
 

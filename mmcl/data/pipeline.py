@@ -58,12 +58,13 @@ class TrainStream(torch.utils.data.IterableDataset):
             rank_batches = math.ceil(cfg.samples_per_epoch / (cfg.batch_size * world_size))
             self.quotas = [rank_batches // self.workers + (w < rank_batches % self.workers)
                            for w in range(self.workers)]
-        else:
-            self.quotas = [plan.batches] * self.workers
+        else:  # a small data set may leave some workers without a slot (see _exact_plan): they yield nothing
+            self.busy = len(plan.segments) // world_size
+            self.quotas = [plan.batches if w < self.busy else 0 for w in range(self.workers)]
         self.start: list[dict | None] = [None] * self.workers
 
     def slot(self, worker: int) -> int:
-        return self.rank * self.workers + worker
+        return self.rank * self.busy + worker
 
     def __iter__(self):
         worker, _ = worker_slot()
@@ -83,7 +84,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         if cfg.resampled:
             reader = ResampledReader(self.sources, [s.weight for s in cfg.shard_sources()], ids, handler, at)
         else:
-            reader = SlotReader(self.plan.segments[self.slot(worker)], handler, at)
+            reader = SlotReader(self.plan.segments[self.slot(worker)] if worker < self.busy else [], handler, at)
         items = BlockShuffle(reader, cfg.shuffle_buffer, ids, mute, emitted=start["emitted"] if start else 0)
         batches, quota = (start["batches"] if start else 0), self.quotas[worker]
 
@@ -226,19 +227,20 @@ def _exact_plan(cfg: DataConfig, urls: list[str], *, epoch: int, seed: int, rank
                 world_size: int) -> EpochPlan:
     workers = max(1, cfg.num_workers)
     sizes = shard_sizes(urls)
-    plan = plan_epoch(urls, sizes, epoch=epoch, seed=seed, slots=world_size * workers, batch_size=cfg.batch_size)
+    # With too few samples for a batch per worker, fewer workers per process take slots and the rest stay idle.
+    busy = min(workers, max(1, sum(sizes) // (world_size * cfg.batch_size)))
+    plan = plan_epoch(urls, sizes, epoch=epoch, seed=seed, slots=world_size * busy, batch_size=cfg.batch_size)
     if plan.batches == 0:
         raise UserError(
-            f"{plan.samples} sample(s) in {len(urls)} shard(s) cannot give each of {world_size} process(es) x "
-            f"{workers} loader worker(s) a batch of {cfg.batch_size}: need at least "
-            f"{world_size * workers * cfg.batch_size}; add data or lower data.batch_size or data.num_workers"
+            f"{plan.samples} sample(s) in {len(urls)} shard(s) cannot give each of {world_size} process(es) a batch "
+            f"of {cfg.batch_size}: need at least {world_size * cfg.batch_size}; add data or lower data.batch_size"
         )
     key = (tuple(urls), plan.samples, world_size, workers, cfg.batch_size)
     if rank == 0 and key not in _LOGGED_PLANS:
         _LOGGED_PLANS.add(key)
         log.info("each epoch: %d samples in %d shard(s) over %d process(es) x %d loader worker(s): %d batches of %d "
                  "per process; %d sample(s) beyond equal whole batches are dropped (counted as %r)",
-                 plan.samples, len(urls), world_size, workers, plan.batches * workers, cfg.batch_size,
+                 plan.samples, len(urls), world_size, busy, plan.batches * busy, cfg.batch_size,
                  plan.dropped, DROPPED)
     return plan
 
