@@ -11,8 +11,6 @@ outside the tolerance, so the tolerance is shown to tell a right gradient from a
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import socket
 import subprocess
@@ -154,24 +152,9 @@ def test_a_misscaled_gather_backward_fails_the_equality(two_process_weights, one
     assert difference > 1000 * TOLERANCE, f"a 1/N gather gradient moved the weights by only {difference:.3g}"
 
 
-def test_mmcl_train_runs_in_two_processes(tmp_path):
-    """A smoke run of the real command (launcher, data sharding by process, logging); the equality of one and two
-    processes is the test above, not this one."""
-    shards = shape_shards(tmp_path / "shards", num_shards=4, per_shard=24)
-    out = tmp_path / "run"
-    steps = 4
-    command = [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", "2", "configs/demo.yaml",
-               *overrides(shards, out, **{"train.steps": steps, "data.batch_size": 4})]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == list(range(1, steps + 1))
-    assert all(math.isfinite(r["loss"]) for r in records)
-    assert records[-1]["samples_seen"] == steps * 4 * 2
-
-
 def test_a_user_error_inside_the_processes_exits_2_without_torchruns_report(tmp_path):
-    shards = shape_shards(tmp_path / "shards", num_shards=1, per_shard=8)  # one shard cannot feed 2 processes
+    # 8 samples cannot give each of 2 processes a batch of 8: refused inside the processes, before training.
+    shards = shape_shards(tmp_path / "shards", num_shards=1, per_shard=8)
     command = [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", "2", "configs/demo.yaml",
                *overrides(shards, tmp_path / "run", **{"train.steps": 2})]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
