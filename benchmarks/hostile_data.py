@@ -11,7 +11,7 @@ mid-member, a file that is not a tar). The same good samples alone form the clea
   train loader        one epoch, 2 workers, batch 1 (so no partial batch is dropped), peak RSS of each worker
   eval <task>         every evaluation task, 2 workers, peak RSS of each worker
 
-    python benchmarks/hostile_data.py [--long-audio-seconds 3600]
+    python benchmarks/hostile_data.py [--long-audio-seconds 3600] [--model vit-b-32-audio]
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ def prepare(source: Path, output: Path, manifest: bool) -> tuple[set[str], dict]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--long-audio-seconds", type=float, default=3600)
+    parser.add_argument("--model", default="tiny-audio", help="A built-in model with image, text and audio towers "
+                        "(its transforms decode the samples), e.g. vit-b-32-audio for 224 px images")
     args = parser.parse_args()
     logging.getLogger("mmcl.data").setLevel(logging.ERROR)  # the per-sample warnings would bury the table
     root = Path(tempfile.mkdtemp(prefix="hostile-"))
@@ -121,7 +123,7 @@ def main() -> None:
     clean = write_corpus(root / "clean", long_audio_seconds=args.long_audio_seconds, include_bad=False)
     samples, _ = hostile_samples(long_audio_seconds=args.long_audio_seconds)
     good = hostile.good - {"goodcut"}  # the cut shard's sample exists only in the shards
-    model, transforms, tokenizer = create_model("tiny-audio")
+    model, transforms, tokenizer = create_model(args.model)
     print(f"corpus: {len(hostile.good)} good, {len(hostile.bad)} bad samples, 1 repeated key, "
           f"{len(hostile.broken_shards)} broken shards; long audio {args.long_audio_seconds:.0f} s\n")
 
