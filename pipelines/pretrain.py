@@ -166,12 +166,14 @@ class PretrainRecipe:
 
     def setup_data(self) -> None:
         cfg, acc = self.cfg, self.accelerator
-        self.stream = DataStream(
-            lambda epoch: build_loader(cfg.data, self.transforms.train, self.tokenizer, train=True, epoch=epoch,
-                                       seed=cfg.train.seed, rank=acc.process_index, world_size=acc.num_processes),
-            # Decode failures can leave one rank short of batches: then every rank starts the next epoch together.
-            seed=cfg.train.seed, rank=acc.process_index, agree=self.all_ranks if acc.num_processes > 1 else None,
-        )
+        # Decode failures can leave one rank short of batches: then every rank starts the next epoch together.
+        self.stream = DataStream(self.epoch_loader, seed=cfg.train.seed, rank=acc.process_index,
+                                 agree=self.all_ranks if acc.num_processes > 1 else None)
+
+    def epoch_loader(self, epoch: int):
+        acc = self.accelerator
+        return build_loader(self.cfg.data, self.transforms.train, self.tokenizer, train=True, epoch=epoch,
+                            seed=self.cfg.train.seed, rank=acc.process_index, world_size=acc.num_processes)
 
     # --- loop
     def train(self) -> Path | None:
