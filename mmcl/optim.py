@@ -11,14 +11,15 @@ from torch import nn
 
 from mmcl.config import Section
 
-_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.Embedding, nn.modules.batchnorm._BatchNorm)
+_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 class OptimConfig(Section):
     """Optimiser and learning-rate schedule."""
 
     lr: float = Field(5e-4, description="Peak learning rate.", gt=0)
-    weight_decay: float = Field(0.2, description="AdamW weight decay (not applied to norms, biases, embeddings, temperature).", ge=0)
+    weight_decay: float = Field(0.2, description="AdamW weight decay, on every weight matrix (embeddings included, as "
+                                "CLIP and open_clip do); not on norms, biases, other 1-D parameters or the temperature.", ge=0)
     betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
     eps: float = Field(1e-6, description="AdamW epsilon.", gt=0)
     schedule: Literal["cosine", "constant", "constant_cooldown"] = Field(
@@ -40,11 +41,12 @@ class OptimConfig(Section):
 
 
 def _decays(module: nn.Module, name: str, param: nn.Parameter) -> bool:
+    """open_clip's rule (open_clip_train/main.py: no decay where `p.ndim < 2` or the name holds bn/ln/bias/
+    logit_scale), by module type rather than by name, so that any encoder's norms are found."""
     if param.ndim < 2 or isinstance(module, _NO_DECAY_MODULES):
         return False
-    # Parameters held directly by a module (positional/class embeddings, the temperature) go by name.
-    leaf = name.rsplit(".", 1)[-1]
-    return not ("embedding" in leaf or leaf.startswith("logit_") or leaf.startswith("bias"))
+    leaf = name.rsplit(".", 1)[-1]  # parameters held directly by a module (the temperature, a bias) go by name
+    return not (leaf.startswith("logit_") or leaf.startswith("bias"))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
