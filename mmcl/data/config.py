@@ -52,7 +52,8 @@ class DataConfig(Section):
         default_factory=TextAugmentConfig, description="Random caption edits in training."
     )
     image_limits: ImageLimits = Field(
-        default_factory=ImageLimits, description="Images skipped (and counted) from their header alone."
+        default_factory=ImageLimits, description="Images skipped (and counted) from their header alone; "
+        "large JPEGs decoded at the reduced scale the image tower needs."
     )
 
     @model_validator(mode="after")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import torch
 from PIL import Image
 from pydantic import Field
+from torchvision.transforms import Compose, RandomResizedCrop, Resize
 
 from mmcl.config import Section
 
@@ -17,16 +19,40 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
 class ImageLimits(Section):
-    """Images refused from their header alone, before any pixel is decoded (counted as sample failures)."""
+    """How much of an image is decoded: images refused from their header alone, before any pixel is decoded
+    (counted as sample failures), and large JPEGs decoded at the reduced scale the tower's transform needs."""
 
     max_pixels: int = Field(MAX_PIXELS, gt=0, description="Largest width x height decoded; larger images are "
                             "skipped (default: Pillow's decompression-bomb threshold, as `shards prepare --max-pixels`).")
     max_aspect_ratio: float = Field(100.0, ge=1, description="Largest long side / short side: a 1x100000 strip "
                                     "would become gigabytes once a transform scales its short side to the tower's "
                                     "input size.")
+    jpeg_draft: bool = Field(True, description="Decode a JPEG at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own "
+                             "DCT scaling, several times faster) where it is at least twice as large as the tower's "
+                             "transform needs: its random resized crop or resize (the first step of a torchvision "
+                             "Compose, as in open_clip's transforms) still only downsamples. Pixels differ slightly "
+                             "from the full decode's. false: always decode in full.")
 
 
-def decode(data: bytes, limits: ImageLimits) -> Image.Image:
+def short_side_needed(transform) -> int | None:
+    """The short side an image needs so that the transform's first step, its crop or resize to the tower's input,
+    never upsamples; None for a transform not recognised here (such images are decoded in full)."""
+    first = transform.transforms[0] if isinstance(transform, Compose) and transform.transforms else None
+    if isinstance(first, RandomResizedCrop):
+        # A crop covers at least scale[0] of the image's area at an aspect ratio of at most r either way, so its
+        # sides are at least short * sqrt(scale[0] / r); each is resized to size. A short side that keeps this >=
+        # size means every crop is still only downsampled, as from the full image, which is at least twice as large.
+        r = max(first.ratio[1], 1 / first.ratio[0])
+        return math.ceil(max(first.size) * math.sqrt(r / first.scale[0]))
+    if isinstance(first, Resize):
+        # Resize(n) scales the short side to n, Resize((h, w)) to h x w: a short side >= the largest covers both.
+        return max(first.size) if isinstance(first.size, (list, tuple)) else first.size
+    return None
+
+
+def decode(data: bytes, limits: ImageLimits, short_side: int | None = None) -> Image.Image:
+    """`short_side`: a JPEG at least twice that on its short side is decoded at 1/2, 1/4 or 1/8 scale, the smallest
+    that keeps its short side >= `short_side`; other formats, and smaller JPEGs, in full."""
     with warnings.catch_warnings():  # Pillow's bomb warning: the limits below decide, and count what they refuse
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         img = Image.open(io.BytesIO(data))
@@ -39,11 +65,13 @@ def decode(data: bytes, limits: ImageLimits) -> Image.Image:
         if img.mode == "P" and "transparency" in img.info:
             # The same RGB pixels as converting directly, which makes PIL warn once per worker and epoch.
             img = img.convert("RGBA")
-        return img.convert("RGB")  # forces the full decode here, so corrupt bytes fail in decode()
+        if short_side and min(width, height) >= 2 * short_side:
+            img.draft("RGB", (short_side, short_side))  # a no-op for formats other than JPEG
+        return img.convert("RGB")  # decodes here (in full or reduced), so corrupt bytes fail in decode()
 
 
 def load(data: bytes, transform, limits: ImageLimits) -> torch.Tensor:
-    return transform(decode(data, limits))
+    return transform(decode(data, limits, short_side_needed(transform) if limits.jpeg_draft else None))
 
 
 def placeholder(transform) -> torch.Tensor:

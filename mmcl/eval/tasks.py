@@ -103,4 +103,5 @@ class EvalConfig(Section):
                                                    "fixed 32-row forward pass (results do not depend on it).")
     num_workers: int = Field(0, ge=0, description="Loader worker processes decoding items.")
     image_limits: ImageLimits = Field(default_factory=ImageLimits,
-                                      description="Images skipped (and counted) from their header alone.")
+                                      description="Images skipped (and counted) from their header alone; large "
+                                      "JPEGs decoded at the reduced scale the image tower needs.")
