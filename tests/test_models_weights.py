@@ -60,7 +60,9 @@ def test_open_clip_checkpoint_gives_identical_embeddings(open_clip_model, tmp_pa
         theirs_image = F.normalize(open_clip_model.encode_image(images), dim=-1)
         theirs_text = F.normalize(open_clip_model.encode_text(tokens), dim=-1)
     assert torch.equal(ours["image"], theirs_image)
-    assert torch.equal(ours["text"], theirs_text)
+    # The text tower runs only the columns the captions use (the same function: causal attention never sees the
+    # padding), so its sums are taken over fewer terms: equal to rounding.
+    torch.testing.assert_close(ours["text"], theirs_text, atol=1e-6, rtol=0)
     fresh, _, _ = create_model("tiny")
     fresh.eval()
     with torch.no_grad():

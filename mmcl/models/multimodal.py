@@ -37,7 +37,8 @@ class MultimodalModel(nn.Module):
         return list(self.towers)
 
     def encode(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.towers[modality](inputs), dim=-1)
+        tower = self.towers[modality]
+        return F.normalize(tower(tower.trim_inputs(inputs)), dim=-1)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = {m: self.encode(m, batch[m]) for m in self.towers if m in batch}

@@ -64,6 +64,11 @@ class Tower(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.proj(self.encoder(inputs))
 
+    def trim_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The batch with what cannot change the output cut away (trailing padding, for text towers); called
+        outside `forward` so that a compiled tower sees plain shapes, never a data-dependent cut."""
+        return inputs
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.encoder.set_grad_checkpointing(enable)
 
