@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 from contextlib import contextmanager
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -66,16 +67,21 @@ def _training(model: torch.nn.Module):
         model.zero_grad(set_to_none=True)
 
 
+def step_flops(model: torch.nn.Module, loss: Callable[[], torch.Tensor]) -> int:
+    """FLOPs (multiply-add = 2, as torch counts) of `loss()` (a forward of `model` and a loss) and its backward,
+    with the model in training mode, so that what training skips (patch dropout) is skipped here too. The
+    model's gradients are cleared afterwards."""
+    with _training(model), FlopCounterMode(display=False) as counter:
+        loss().backward()
+    return counter.get_total_flops()
+
+
 def model_flops_per_sample(model: torch.nn.Module, example_batch: dict, objective: torch.nn.Module | None = None) -> float:
-    """FLOPs (multiply-add = 2, as torch counts) of one training step, forward + loss + backward, divided by the
-    batch's rows. `objective` defaults to the CLIP loss. The model runs in training mode, so what training
-    skips (patch dropout) is skipped here too; its gradients are cleared afterwards."""
+    """FLOPs of one training step of an mmcl model, forward + loss + backward, divided by the batch's rows.
+    `objective` defaults to the CLIP loss."""
     objective = objective if objective is not None else Objective([LossTermConfig(name="clip")])
     rows = next(v.shape[0] for v in example_batch.values() if isinstance(v, torch.Tensor))
-    with _training(model), FlopCounterMode(display=False) as counter:
-        total, _ = objective(model(example_batch), example_batch)
-        total.backward()
-    return counter.get_total_flops() / rows
+    return step_flops(model, lambda: objective(model(example_batch), example_batch)[0]) / rows
 
 
 def measured_matmul_peak(device: str | torch.device, dtype: torch.dtype, threads: int | None = None,
@@ -100,6 +106,8 @@ def measured_matmul_peak(device: str | torch.device, dtype: torch.dtype, threads
             best = min(best, time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # give the matrices' memory back to the GPU, for the training runs after this
     return 2 * size**3 / best
 
 

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.flops import card_bf16_peak, model_flops_per_sample  # noqa: E402
+from mmcl.losses.objective import LossTermConfig, Objective  # noqa: E402
 from mmcl.models import create_model  # noqa: E402
-from mmcl.models.summary import summarize  # noqa: E402
 
 
 def test_linear_forward_backward_is_three_matmuls():
@@ -45,8 +45,11 @@ def test_tiny_model_step_scales_with_batch_and_counts_backward(tiny):
     # Per sample, the towers cost the same at any batch; only the loss's B×B logits grow with it (tiny here).
     assert per_sample_4 == pytest.approx(per_sample_2, rel=1e-3)
     # A backward costs about twice its forward (attention's 2.5×): a missed backward op would show here.
-    forward = sum(row.flops for row in summarize(tiny))
-    assert 2.9 * forward < per_sample_2 < 3.3 * forward
+    batch = example(tiny, 2)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        Objective([LossTermConfig(name="clip")])(tiny(batch), batch)
+    forward = counter.get_total_flops() / 2
+    assert 2.9 * forward < per_sample_2 < 3.1 * forward
     assert all(p.grad is None for p in tiny.parameters())
 
 
