@@ -29,10 +29,12 @@ from mmcl.errors import UserError
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model
 from mmcl.models.factory import resolve_model_config
+from mmcl.models.patch_dropout import PatchDropoutSchedule, check_unmasked_steps
 from mmcl.optim import build_optimizer, build_scheduler
 from mmcl.training import checkpoints, fsdp
 from mmcl.training.accumulation import concat_batches
 from mmcl.training.checkpoint_manager import CheckpointManager
+from mmcl.training.compile import compile_towers
 from mmcl.training.data_stream import DataStream
 from mmcl.training.launch import default_cpu_threads, launch_local
 from mmcl.training.metrics import MetricsLogger, batch_geometry, log_start, tracker_hparams
@@ -48,10 +50,12 @@ PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 def check_compatible(cfg: PretrainConfig) -> None:
     """Cross-section checks that need neither data nor a built model, so a wrong config fails at once."""
-    model_modalities = list(resolve_model_config(cfg.model).towers)
+    model_cfg = resolve_model_config(cfg.model)
+    model_modalities = list(model_cfg.towers)
     missing = [m for m in cfg.data.modalities if m not in model_modalities]
     if missing:
         raise UserError(f"data.modalities lists {missing} but the model has towers only for {model_modalities}")
+    check_unmasked_steps(cfg.train.unmasked_steps, model_cfg)
     for task in cfg.eval.tasks if cfg.eval is not None else []:
         if not Path(task.data.path).exists():
             raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
@@ -155,6 +159,9 @@ class PretrainRecipe:
             self.model.towers[modality].requires_grad_(False)
             log.info("tower %r is frozen: data.modalities does not list it", modality)
         self.objective = self.build_objective()
+        self.patch_dropout = PatchDropoutSchedule(self.model, self.cfg.train.steps, self.cfg.train.unmasked_steps)
+        if self.cfg.train.compile:
+            compile_towers(self.model, self.cfg.train.compile_mode)
 
     def setup_optimizer(self) -> None:
         cfg = self.cfg
@@ -185,6 +192,7 @@ class PretrainRecipe:
         progress = tqdm(range(self.resumed.step, cfg.train.steps), desc="train", initial=self.resumed.step,
                         total=cfg.train.steps, disable=not acc.is_main_process, file=sys.stdout, dynamic_ncols=True)
         for step in progress:
+            self.patch_dropout.apply(step)
             micro_batches = []
             for _ in range(cfg.train.accum_steps):
                 with metrics.waiting_for_data():
@@ -219,7 +227,8 @@ class PretrainRecipe:
                 })
                 progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
                 metrics.write(record)
-            with metrics.paused():  # evaluation and checkpoints are not training time
+            # Evaluation and checkpoints are not training time; evaluation runs the towers eagerly (train.compile).
+            with metrics.paused(), torch.compiler.set_stance("force_eager"):
                 evaluated = {}
                 if self.evaluator is not None and self.evaluator.due(done, cfg.train.steps):
                     evaluated = self.evaluator(done)

@@ -62,6 +62,24 @@ class TowerCommon(Section):
         return self
 
 
+class PatchTowerCommon(TowerCommon):
+    """Settings of towers that may be vision transformers over patch tokens: the image towers and AST."""
+
+    patch_dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="Training only: drop this fraction of the patch tokens of every sample (a fresh random subset "
+        "each forward; the class token stays) before the transformer blocks, as FLIP does; the encoder runs on the "
+        "rest, so a step costs less. Evaluation always sees every patch. Needs a vision transformer: a ModifiedResNet "
+        "or a convolutional timm model is an error. See train.unmasked_steps for a last phase without it.",
+    )
+
+    def _same_patch_dropout(self, key: str, value: float) -> None:
+        """A library's own spelling of the rate is accepted (pasted model JSONs) only when it agrees."""
+        if value != self.patch_dropout:
+            raise ValueError(f"{key}={value} disagrees with patch_dropout={self.patch_dropout}: set the tower's "
+                             f"patch_dropout only ({key} may stay only with the same value)")
+
+
 class ImageAugmentConfig(Section):
     """Training-time image augmentation (open_clip's AugmentationCfg); evaluation always uses a plain resize and crop."""
 
@@ -78,7 +96,7 @@ class ImageAugmentConfig(Section):
     gray_scale_prob: float | None = Field(None, ge=0, le=1, description="Probability of turning an image grey.")
 
 
-class OpenClipVisionTowerConfig(TowerCommon):
+class OpenClipVisionTowerConfig(PatchTowerCommon):
     """An open_clip vision tower (ViT, ModifiedResNet or timm trunk) built from open_clip's `vision_cfg`."""
 
     type: Literal["open_clip_vision"] = Field(description="Tower kind: an open_clip vision tower.")
@@ -95,13 +113,18 @@ class OpenClipVisionTowerConfig(TowerCommon):
     def _known_keys(cls, cfg: dict[str, Any]) -> dict[str, Any]:
         return _check_keys(cfg, CLIPVisionCfg, "open_clip vision_cfg")
 
+    @model_validator(mode="after")
+    def _one_patch_dropout(self):
+        self._same_patch_dropout("cfg.patch_dropout", self.cfg.get("patch_dropout", self.patch_dropout))
+        return self
+
     @property
     def image_size(self) -> int:
         size = self.cfg.get("image_size", CLIPVisionCfg.image_size)
         return size if isinstance(size, int) else size[0]
 
 
-class TimmImageTowerConfig(TowerCommon):
+class TimmImageTowerConfig(PatchTowerCommon):
     """Any timm image model by name (built with pretrained=False: nothing is downloaded), pooled and projected."""
 
     type: Literal["timm_image"] = Field(description="Tower kind: a timm image model.")
@@ -112,6 +135,11 @@ class TimmImageTowerConfig(TowerCommon):
     mean: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation mean; null: the timm model's default.")
     std: tuple[float, float, float] | None = Field(None, description="Per-channel normalisation std; null: the timm model's default.")
     augment: ImageAugmentConfig = Field(default_factory=ImageAugmentConfig, description="Training augmentation.")
+
+    @model_validator(mode="after")
+    def _one_patch_dropout(self):
+        self._same_patch_dropout("kwargs.patch_drop_rate", self.kwargs.get("patch_drop_rate", self.patch_dropout))
+        return self
 
 
 class OpenClipTextTowerConfig(TowerCommon):
@@ -155,7 +183,7 @@ class AudioNorm(Section):
     std: float = Field(20.0, gt=0, description="Divides every centred log-mel value (dB).")
 
 
-class AstAudioTowerConfig(TowerCommon):
+class AstAudioTowerConfig(PatchTowerCommon):
     """AST-style audio tower: a timm ViT over patches of the log-mel spectrogram, one input channel.
 
     Frames past the last whole patch are dropped by the patch embedding; pick clip_seconds and hop_length to fit.
@@ -166,6 +194,11 @@ class AstAudioTowerConfig(TowerCommon):
     kwargs: dict[str, Any] = Field({}, description="Extra timm.create_model arguments, e.g. {depth: 4, patch_size: 16}.")
     front_end: AudioFrontEndConfig = Field(AudioFrontEndConfig(), description="Waveform to log-mel settings.")
     norm: AudioNorm = Field(AudioNorm(), description="Log-mel normalisation before the encoder.")
+
+    @model_validator(mode="after")
+    def _one_patch_dropout(self):
+        self._same_patch_dropout("kwargs.patch_drop_rate", self.kwargs.get("patch_drop_rate", self.patch_dropout))
+        return self
 
 
 class CnnAudioTowerConfig(TowerCommon):

@@ -49,7 +49,10 @@ def resolve_model_config(name_or_config: str | Path | dict | ModelConfig) -> Mod
 
 def _prepare_tower(modality: str, tower_cfg, embed_dim: int) -> Tower:
     """Build, then load initial weights (before locking, which freezes BatchNorm), lock, checkpoint."""
-    tower = build_tower(tower_cfg, embed_dim)
+    try:
+        tower = build_tower(tower_cfg, embed_dim)
+    except UserError as err:
+        raise UserError(f"{modality} tower: {err}") from None
     if tower_cfg.weights is not None:
         w = tower_cfg.weights
         prefix = w.prefix if w.prefix is not None else _DEFAULT_PREFIX.get(tower_cfg.type, "")

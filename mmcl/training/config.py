@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmcl.config import Section
 from mmcl.data import DataConfig
@@ -58,6 +58,37 @@ class TrainLoopConfig(Section):
     max_skipped_steps: int = Field(
         10, description="With on_nonfinite=skip, halt after this many skipped steps in a row.", ge=1
     )
+    unmasked_steps: int = Field(
+        0, ge=0,
+        description="Train the last this many of `steps` without patch dropout (FLIP's unmasked tuning), so the "
+        "model ends on the full token sequences evaluation uses; needs a tower with patch_dropout set. Which "
+        "steps these are follows from the step number alone, so a resumed run switches at the same step.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile each tower in place (nn.Module.compile: checkpoints keep their keys and load "
+        "with or without it). The first steps take longer while the towers compile. Only training compiles: "
+        "evaluation during training runs the towers eagerly, since its varying batch sizes would recompile, "
+        "and the training graphs then depend on the training batches alone (a resumed run compiles the graphs "
+        "the uninterrupted one runs). Compiled kernels may add with atomics (on CPU with several threads: the "
+        "token embedding's gradient), so a compiled run is bitwise reproducible only where its kernels are.",
+    )
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "default",
+        description="torch.compile mode with compile: true: reduce-overhead adds CUDA graphs (GPUs), the "
+        "max-autotune modes search kernel configurations (slower to compile).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.unmasked_steps >= self.steps:
+            raise ValueError(f"unmasked_steps={self.unmasked_steps} must be less than steps={self.steps} "
+                             "(some steps must train with patch dropout)")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} is only used with compile: true")
+        if self.compile and self.fsdp is not None:
+            raise ValueError("compile with fsdp is not supported yet (untested); use one of them")
+        return self
 
 
 class PeriodicEvalConfig(EvalConfig):

@@ -85,7 +85,8 @@ def _audio_tower(trunk: nn.Module, front_end: AudioFrontEndConfig, norm: AudioNo
 @register_tower("ast")
 def ast(cfg: AstAudioTowerConfig, embed_dim: int) -> Tower:
     fe = cfg.front_end
-    trunk = timm_trunk(cfg.model_name, in_chans=1, img_size=(fe.n_mels, fe.num_frames), **cfg.kwargs)
+    trunk = timm_trunk(cfg.model_name, cfg.patch_dropout, in_chans=1, img_size=(fe.n_mels, fe.num_frames),
+                       **cfg.kwargs)
     return _audio_tower(trunk, fe, cfg.norm, embed_dim,
                         prefixed_matcher(trunk.group_matcher(), r"encoder\.trunk\."))
 

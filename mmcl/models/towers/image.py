@@ -14,6 +14,7 @@ from torch import nn
 
 from mmcl.errors import UserError
 from mmcl.models.config import ImageAugmentConfig, OpenClipVisionTowerConfig, TimmImageTowerConfig
+from mmcl.models.patch_dropout import no_patches, require_patch_dropout
 from mmcl.models.towers.base import Tower, prefixed_matcher, register_tower
 
 # Layer groups of open_clip's own vision transformer and ModifiedResNet, stem first (the head is unmatched).
@@ -39,7 +40,14 @@ def _image_transforms(size: int, mean, std, augment: ImageAugmentConfig) -> dict
 
 @register_tower("open_clip_vision")
 def open_clip_vision(cfg: OpenClipVisionTowerConfig, embed_dim: int) -> Tower:
-    encoder = _build_vision_tower(embed_dim, CLIPVisionCfg(**cfg.cfg), quick_gelu=cfg.quick_gelu)
+    vision_cfg = CLIPVisionCfg(**{**cfg.cfg, "patch_dropout": cfg.patch_dropout})
+    try:
+        encoder = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=cfg.quick_gelu)
+    except TypeError as err:  # a timm trunk without patch tokens refuses the rate open_clip hands it
+        if not cfg.patch_dropout or "patch_drop_rate" not in str(err):
+            raise
+        raise no_patches(f"timm model {vision_cfg.timm_model_name!r}", cfg.patch_dropout) from None
+    require_patch_dropout(encoder, cfg.patch_dropout, type(encoder).__name__)
     if isinstance(encoder, TimmModel):
         groups = prefixed_matcher(encoder.trunk.group_matcher(), r"encoder\.trunk\.")
     elif isinstance(encoder, ModifiedResNet):
@@ -49,17 +57,26 @@ def open_clip_vision(cfg: OpenClipVisionTowerConfig, embed_dim: int) -> Tower:
     return Tower(encoder, group_matcher=groups, **_image_transforms(cfg.image_size, cfg.mean, cfg.std, cfg.augment))
 
 
-def timm_trunk(model_name: str, **kwargs) -> nn.Module:
-    """A timm model without classifier (pooled features out), randomly initialised: nothing is downloaded."""
+def timm_trunk(model_name: str, patch_dropout: float = 0.0, **kwargs) -> nn.Module:
+    """A timm model without classifier (pooled features out), randomly initialised: nothing is downloaded.
+    `patch_dropout` > 0 is timm's patch_drop_rate, which only vision transformers take."""
+    if patch_dropout:
+        kwargs["patch_drop_rate"] = patch_dropout  # equal to any kwargs.patch_drop_rate (the config checks)
     try:
-        return timm.create_model(model_name.removeprefix("timm/"), pretrained=False, num_classes=0, **kwargs)
+        trunk = timm.create_model(model_name.removeprefix("timm/"), pretrained=False, num_classes=0, **kwargs)
     except RuntimeError as err:  # timm's message for an unknown architecture
         raise UserError(f"timm model {model_name!r}: {err}") from None
+    except TypeError as err:  # a model without patch tokens has no patch_drop_rate argument
+        if not patch_dropout or "patch_drop_rate" not in str(err):
+            raise
+        raise no_patches(f"timm model {model_name!r}", patch_dropout) from None
+    require_patch_dropout(trunk, patch_dropout, f"timm model {model_name!r}")
+    return trunk
 
 
 @register_tower("timm_image")
 def timm_image(cfg: TimmImageTowerConfig, embed_dim: int) -> Tower:
-    trunk = timm_trunk(cfg.model_name, **cfg.kwargs)
+    trunk = timm_trunk(cfg.model_name, cfg.patch_dropout, **cfg.kwargs)
     # ViT-style models fix their input size at construction; a silent mismatch would fail only at forward.
     fixed = getattr(getattr(trunk, "patch_embed", None), "img_size", None)
     if fixed is not None and tuple(fixed) != (cfg.image_size, cfg.image_size):
