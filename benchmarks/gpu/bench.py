@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.flops import gpu_bf16_peak, measured_matmul_peak, model_flops_per_sample, step_flops  # noqa: E402
+from benchmarks.peer_models import MODELS, open_clip_name, register_open_clip  # noqa: E402
 from data_tools import demo_shapes  # noqa: E402
-from mmcl.config import load_config, read_yaml  # noqa: E402
+from mmcl.config import load_config  # noqa: E402
 from mmcl.errors import UserError  # noqa: E402
 from mmcl.models import create_model  # noqa: E402
-from mmcl.models.factory import CONFIG_DIR  # noqa: E402
 from mmcl.training.config import PretrainConfig  # noqa: E402
 
 # The mmcl rows: (label, dotted overrides of the run config, also in --cpu-smoke). The smoke run has one mmcl row
@@ -96,15 +96,14 @@ def gpu_settings(workers: int) -> Settings:
 def smoke_settings() -> Settings:
     # One compute thread each: open_clip's default (a thread per core) beside a loader worker oversubscribes a
     # small CPU, and its busy-waiting threads then slow each step many times over.
-    return Settings("mmcl-tiny", 64, 16, 1, 8, 2, "fp32", "fp32", run_timeout_s=60, budget_s=120, threads=1)
+    return Settings(open_clip_name("tiny"), 64, 16, 1, 8, 2, "fp32", "fp32", run_timeout_s=60, budget_s=120,
+                    threads=1)
 
 
 def open_clip_spec(settings: Settings) -> dict:
     """The architecture as an open_clip model config: embed_dim, vision_cfg, text_cfg."""
-    if settings.model == "mmcl-tiny":
-        tiny = read_yaml(CONFIG_DIR / "tiny.yaml")
-        return {"embed_dim": tiny["embed_dim"], "vision_cfg": tiny["towers"]["image"]["cfg"],
-                "text_cfg": tiny["towers"]["text"]["cfg"]}
+    if settings.model == open_clip_name("tiny"):
+        return MODELS["tiny"]  # mmcl's tiny model, as the CPU benchmarks share it
     import open_clip
 
     return open_clip.get_model_config(settings.model)
@@ -287,13 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mmcl-gpu-bench-") as tmp:
         work = Path(tmp)
         spec = open_clip_spec(settings)
-        model_file = ""
-        if args.cpu_smoke:  # open_clip has no such model of its own: register the same architecture, here too
-            import open_clip
-
-            model_file = str(work / f"{settings.model}.json")
-            Path(model_file).write_text(json.dumps(spec))
-            open_clip.add_model_config(model_file)
+        # open_clip has no tiny model of its own: the same architecture is registered, here and in its trainer.
+        model_file = str(register_open_clip(work, "tiny")) if args.cpu_smoke else ""
         # One epoch covers every run (an mmcl epoch boundary respawns the loader), and each worker gets 2 shards.
         urls = write_shards(work / "shards", settings.steps * settings.batch_size * 11 // 10, 2 * settings.workers,
                             settings.image_px)
