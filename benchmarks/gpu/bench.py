@@ -1,7 +1,7 @@
 """GPU training benchmark: `mmcl train` (eager, compiled, patch dropout, both) against open_clip_train.main on
 the same WebDataset shards, model (open_clip's ViT-B-32), batch, loader workers and bf16 precision.
 
-    benchmarks/gpu/run.sh [--out DIR]           # on the GPU machine (installs from wheels/ first: see README.md)
+    benchmarks/gpu/run.sh [--out DIR]           # on the GPU machine (installs from wheels/ first: README.md here)
     python benchmarks/gpu/bench.py [--out DIR]  # where mmcl, open_clip_torch and webdataset are installed
     python benchmarks/gpu/bench.py --cpu-smoke  # the same code paths on a CPU: tiny model, fp32, a few steps
 
