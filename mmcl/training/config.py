@@ -86,8 +86,6 @@ class TrainLoopConfig(Section):
                              "(some steps must train with patch dropout)")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} is only used with compile: true")
-        if self.compile and self.fsdp is not None:
-            raise ValueError("compile with fsdp is not supported yet (untested); use one of them")
         return self
 
 
