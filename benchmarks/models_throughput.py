@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from mmcl.models import create_model, summarize
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    a = torch.randn(n, n)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+from benchmarks.flops import measured_matmul_peak  # noqa: E402
+from mmcl.models import create_model, summarize  # noqa: E402
 
 
 def tower_rate(tower, batch_size: int, steps: int) -> float:
@@ -46,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}, "
-          f"fp32 matmul {matmul_gflops():.1f} GFLOP/s, batch {args.batch_size}")
+          f"fp32 matmul {measured_matmul_peak('cpu', torch.float32, threads=args.threads) / 1e9:.1f} GFLOP/s, batch {args.batch_size}")
     print(f"{'model':16s} {'tower':8s} {'kind':16s} {'GFLOPs/sample':>14s} {'samples/s':>10s} {'GFLOP/s':>8s}")
     for name in args.models:
         model, _, _ = create_model(name)

@@ -53,3 +53,13 @@ def test_other_changes_are_allowed_and_recorded(finished, tmp_path):
     assert yaml.safe_load(first_config)["train"]["steps"] == 4
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 6]
+
+
+def test_a_checkpoint_from_elsewhere_starts_a_new_run_folder(finished, tmp_path):
+    shards, run = finished
+    checkpoint = run / "checkpoints" / "step-00000002"
+    elsewhere = tmp_path / "elsewhere"
+    assert _train(shards, elsewhere, f"train.resume={checkpoint}", steps=6) == 0
+    (record,) = [json.loads(line) for line in (elsewhere / "resumes.jsonl").read_text().splitlines()]
+    assert record["step"] == 2 and record["changed"]["train.steps"] == [4, 6]
+    assert [json.loads(line)["step"] for line in (elsewhere / "metrics.jsonl").read_text().splitlines()] == [3, 4, 5, 6]

@@ -53,5 +53,6 @@ def record_resume(out_dir: Path, step: int, found: dict[str, list]) -> None:
     """Log the allowed changes and append them to OUTPUT/resumes.jsonl (config.yaml stays the run's first)."""
     for key, (before, after) in found.items():
         log.info("resumed with %s changed: %s -> %s", key, json.dumps(before), json.dumps(after))
+    out_dir.mkdir(parents=True, exist_ok=True)  # a run resumed from a checkpoint elsewhere starts its own folder
     with (out_dir / "resumes.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, "changed": found}) + "\n")
