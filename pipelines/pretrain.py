@@ -151,7 +151,7 @@ class PretrainRecipe:
             log.info("FSDP shard units: %s",
                      ", ".join(self.accelerator.state.fsdp_plugin.transformer_cls_names_to_wrap))
         if self.accelerator.device.type == "cpu":
-            torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers))
+            torch.set_num_threads(cfg.train.cpu_threads or default_cpu_threads(cfg.data.num_workers, self.model))
 
     def setup_task(self) -> None:
         for modality in set(self.model.modalities) - set(self.cfg.data.modalities):

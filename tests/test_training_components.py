@@ -130,3 +130,21 @@ def test_data_order_fields_are_refused_and_others_recorded(tmp_path):
     assert found == {"train.log_every": [1, 5], "train.steps": [10, 20]}
     run_config.record_resume(tmp_path, 6, found)
     assert json.loads((tmp_path / "resumes.jsonl").read_text()) == {"step": 6, "changed": found}
+
+
+@pytest.mark.parametrize("model_name, local_processes, expected", [
+    ("tiny", "1", 6),    # 0.05 GFLOP per training sample: the 2 loader workers keep a core each
+    ("small", "1", 8),   # ~1 GFLOP: compute takes every core
+    ("small", "2", 4),   # two local processes: each its half
+])
+def test_cpu_thread_default_follows_the_models_compute(model_name, local_processes, expected, monkeypatch):
+    from benchmarks.peer_models import mmcl_model_config
+    from mmcl.models import create_model
+    from mmcl.training.launch import default_cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    model, _, _ = create_model(mmcl_model_config(model_name))
+    state = torch.random.get_rng_state()
+    assert default_cpu_threads(2, model) == expected
+    assert torch.equal(torch.random.get_rng_state(), state)  # the run's random state is left as it was

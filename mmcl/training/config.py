@@ -25,8 +25,10 @@ class TrainLoopConfig(Section):
     )
     seed: int = Field(0, description="Seed for weights, shuffling and augmentation.")
     cpu_threads: int | None = Field(
-        None, description="Compute threads per process when training on CPU; null: the cores left to each process "
-        "after its data.num_workers loader workers (at least 1), so compute and decoding do not fight for cores.",
+        None, description="Compute threads per process when training on CPU; null: the process's share of the "
+        "cores, less one per data.num_workers loader worker for light models (under 0.3 GFLOP per training sample, "
+        "where decoding costs about what training does), all of it for heavier ones (measured: "
+        "benchmarks/train_throughput.py).",
         ge=1,
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(

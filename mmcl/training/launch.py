@@ -22,11 +22,24 @@ def launch_local(num_processes: int, module: str, args: list[str]) -> int:
     return subprocess.call(command, env={"OMP_NUM_THREADS": threads, **os.environ})
 
 
-def default_cpu_threads(num_workers: int) -> int:
-    """This process's share of the machine's cores, less one per loader worker: more threads than cores make
-    OpenMP threads spin against the workers and slow training several times over."""
+# Training FLOPs per sample from which compute takes every core of the process's share. Below it (mmcl's tiny
+# model: 0.05 GFLOP) decoding a sample costs about as much as training on it, and compute threads on the cores the
+# loader workers need make the OpenMP threads wait on one another: each worker keeps a core. Above it (a 9 M-parameter
+# ViT/text model: 1 GFLOP) a worker needs a small part of a core and a reserved core would idle; measured both ways
+# by benchmarks/train_throughput.py.
+COMPUTE_BOUND_FLOPS = 3e8
+
+
+def default_cpu_threads(num_workers: int, model: torch.nn.Module) -> int:
+    """This process's share of the machine's cores, less one per loader worker unless the model is heavy enough
+    (COMPUTE_BOUND_FLOPS per training sample, about 3x the towers' forward) for the workers to need little."""
+    from mmcl.models.summary import summarize
+
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, len(os.sched_getaffinity(0)) // local_processes - num_workers)
+    share = max(1, len(os.sched_getaffinity(0)) // local_processes)
+    with torch.random.fork_rng():  # example inputs must not move the run's random state
+        training_flops = 3 * sum(row.flops for row in summarize(model))
+    return share if training_flops >= COMPUTE_BOUND_FLOPS else max(1, share - num_workers)
 
 
 @contextmanager
