@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import random
@@ -96,8 +97,11 @@ def run_open_clip(work: Path, config: Path, urls: str, model: str, seed: int, ep
     return {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
 
 
-def run_mmcl(work: Path, shard_dir: Path, model: str, seed: int, steps: int, threads: int, extra: list[str]) -> dict:
-    out = work / f"mmcl-seed{seed}"
+def run_mmcl(work: Path, shard_dir: Path, model: str, seed: int, steps: int, threads: int | None, extra: list[str],
+             label: str = "mmcl") -> tuple[dict, float]:
+    """Trains; returns the final weights under open_clip's names and the seconds spent in training steps (from
+    the run's own per-window samples/s: start-up and checkpoint writing left out)."""
+    out = work / f"{label}-seed{seed}"
     h = HPARAMS
     config = {
         "model": mmcl_model_config(model),
@@ -106,16 +110,22 @@ def run_mmcl(work: Path, shard_dir: Path, model: str, seed: int, steps: int, thr
         "loss": [{"name": "clip"}],
         "optim": {"lr": h["lr"], "weight_decay": h["wd"], "betas": [h["beta1"], h["beta2"]], "eps": h["eps"],
                   "warmup_steps": h["warmup"], "schedule": "cosine", "grad_clip_norm": None},
-        "train": {"steps": steps, "seed": seed, "output_dir": str(out), "log_every": 50, "trackers": [],
+        "train": {"steps": steps, "seed": seed, "output_dir": str(out), "log_every": 10, "trackers": [],
                   "cpu_threads": threads},
     }
-    path = work / f"mmcl-seed{seed}.yaml"
+    path = work / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", str(path), *extra],
                             capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"mmcl train failed:\n{result.stderr[-4000:]}")
-    return to_open_clip(load_file(out / "checkpoints" / f"step-{steps:08d}" / "model" / "model.safetensors"))
+    windows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    seconds, done = 0.0, 0
+    for record in (r for r in windows if "samples_per_s" in r):
+        seconds += (record["step"] - done) * h["batch_size"] / record["samples_per_s"]
+        done = record["step"]
+    weights = load_file(out / "checkpoints" / f"step-{steps:08d}" / "model" / "model.safetensors")
+    return to_open_clip(weights), seconds
 
 
 # --- scoring (the same code for both)
@@ -194,7 +204,7 @@ def main() -> None:
         for seed in args.seeds:
             for trainer in ("open_clip", "mmcl"):
                 state = (run_open_clip(work, config, urls, args.model, seed, args.epochs, args.threads) if trainer == "open_clip" else
-                         run_mmcl(work, work / "shards", args.model, seed, steps, args.threads, args.mmcl_extra))
+                         run_mmcl(work, work / "shards", args.model, seed, steps, args.threads, args.mmcl_extra)[0])
                 rows[trainer].append(score(state, args.model, train, heldout))
                 print(f"seed {seed} {trainer:9s}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[trainer][-1].items()),
                       flush=True)
