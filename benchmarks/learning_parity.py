@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import open_clip
@@ -164,12 +165,12 @@ def score(state: dict, model: str, train, heldout) -> dict:
     return results
 
 
-def summarise(rows: dict[str, list[dict]]) -> None:
+def summarise(rows: dict[str, list[dict]], seeds: list[int]) -> None:
     metrics = [m for m in rows["open_clip"][0] if not m.startswith("chance")]
     print(f"\nper seed ({', '.join(metrics)}):")
     for trainer, runs in rows.items():
-        for seed, r in enumerate(runs):
-            print(f"  {trainer:9s} run {seed}: " + "  ".join(f"{r[m]:.3f}" for m in metrics))
+        for seed, r in zip(seeds, runs):
+            print(f"  {trainer:9s} seed {seed}: " + "  ".join(f"{r[m]:.3f}" for m in metrics))
     print(f"\n{'metric':26s} {'open_clip mean +- sd':>22s} {'mmcl mean +- sd':>18s}   ratio   within 1 SE or better")
     for m in metrics:
         oc, ours = [r[m] for r in rows["open_clip"]], [r[m] for r in rows["mmcl"]]
@@ -189,8 +190,10 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="small")
     parser.add_argument("--threads", type=int, default=1,
                         help="compute threads of each trainer (the same for both; learning does not depend on it)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the two trainers of a seed at the same time (use with --threads 1 on 2 cores)")
     parser.add_argument("--mmcl-extra", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="extra mmcl overrides, e.g. train.cpu_threads=2 (to test a candidate default)")
+                        help="extra mmcl overrides, e.g. optim.fused=false (to test a candidate difference)")
     args = parser.parse_args()
     train, heldout = emoji_split()
     steps = args.epochs * SHARDS * PER_SHARD // HPARAMS["batch_size"]
@@ -201,14 +204,19 @@ def main() -> None:
         config = register_open_clip(work, args.model)
         print(f"{len(train)} training pairs, {len(heldout)} held-out emoji; model {args.model}; "
               f"{steps} steps of {HPARAMS['batch_size']}")
-        for seed in args.seeds:
-            for trainer in ("open_clip", "mmcl"):
-                state = (run_open_clip(work, config, urls, args.model, seed, args.epochs, args.threads) if trainer == "open_clip" else
-                         run_mmcl(work, work / "shards", args.model, seed, steps, args.threads, args.mmcl_extra)[0])
-                rows[trainer].append(score(state, args.model, train, heldout))
-                print(f"seed {seed} {trainer:9s}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[trainer][-1].items()),
-                      flush=True)
-    summarise(rows)
+        trainers = {"open_clip": lambda seed: run_open_clip(work, config, urls, args.model, seed, args.epochs,
+                                                           args.threads),
+                    "mmcl": lambda seed: run_mmcl(work, work / "shards", args.model, seed, steps, args.threads,
+                                                  args.mmcl_extra)[0]}
+        # Side by side, each trainer has a core of its own (on 2 cores a second compute thread adds little).
+        with ThreadPoolExecutor(max_workers=2 if args.side_by_side else 1) as pool:
+            for seed in args.seeds:
+                states = {name: pool.submit(run, seed) for name, run in trainers.items()}
+                for name, state in states.items():
+                    rows[name].append(score(state.result(), args.model, train, heldout))
+                    print(f"seed {seed} {name:9s}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[name][-1].items()),
+                          flush=True)
+    summarise(rows, args.seeds)
 
 
 if __name__ == "__main__":
