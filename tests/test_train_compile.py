@@ -22,6 +22,7 @@ from mmcl.training.compile import compile_towers
 from mmcl.training.config import PretrainConfig
 from pipelines.cli import main as mmcl
 from pipelines.pretrain import PretrainRecipe, train
+from tests.test_models_foundation import single_thread  # noqa: F401  (autouse: one thread, so the graphs are shared)
 from tests.train_fixtures import overrides, shape_shards
 
 STEPS = 3
@@ -35,13 +36,6 @@ def config(shards, out, *extra) -> PretrainConfig:
         *extra])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The runs' thread count here too (an earlier in-process run may have set another), so the graphs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_compiled_loss_and_gradients_equal_eager():
