@@ -8,6 +8,7 @@ Every field carries a ``description``; ``to_commented_yaml`` prints it beside th
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,10 +142,37 @@ def to_commented_yaml(section: Section, indent: int = 0) -> str:
         if isinstance(value, Section):
             out.append(f"{pad}{name}:")
             out.append(to_commented_yaml(value, indent + 1))
+        elif value is None and (unset := _optional_section(field.annotation)) is not None:
+            out.append(f"{pad}{name}: null  # unset; its fields, when set:")
+            out.append(_commented_fields(unset, indent + 1))
         else:
             plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value)
             dumped = yaml.safe_dump({name: plain}, sort_keys=False, default_flow_style=False).rstrip()
             out.extend(pad + line for line in dumped.splitlines())
+    return "\n".join(out)
+
+
+def _optional_section(annotation: Any) -> type[Section] | None:
+    """The Section class of an `X | None` field, so that an unset section's fields can still be documented."""
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, Section):
+            return arg
+    return None
+
+
+def _commented_fields(section: type[Section], indent: int) -> str:
+    """A section's fields as commented-out YAML (defaults, or `required`), each under its description."""
+    pad = "  " * indent
+    out = []
+    for name, field in section.model_fields.items():
+        if field.description:
+            out.append(f"{pad}# {field.description}")
+        if field.is_required():
+            out.append(f"{pad}# {name}: (required)")
+            continue
+        default = _jsonable(field.get_default(call_default_factory=True))
+        dumped = yaml.safe_dump(default, sort_keys=False, default_flow_style=True, width=10**6)
+        out.append(f"{pad}# {name}: {dumped.removesuffix(chr(10)).removesuffix('...').strip()}")
     return "\n".join(out)
 
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from mmcl.errors import UserError
@@ -24,6 +25,10 @@ def run_guarded(fn: Callable[..., int], *args) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    if args.config is None:
+        found = sorted(str(p) for p in Path("configs").glob("*.yaml"))
+        raise UserError("give a pretraining config, e.g. `mmcl config show configs/demo.yaml`"
+                        + (f" (configs here: {', '.join(found)})" if found else ""))
     from mmcl.config import load_config, to_commented_yaml
     from mmcl.training.config import PretrainConfig
 
@@ -32,9 +37,13 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from mmcl.models import list_models
+    from mmcl.models.catalog import builtin_models
 
-    print("\n".join(list_models()))
+    models = builtin_models()
+    width = max(map(len, models))
+    for name, about in models.items():
+        print(f"{name:<{width}}  {about}")
+    print("\nDetails, parameters and FLOPs per tower: mmcl models show NAME")
     return 0
 
 
@@ -80,7 +89,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = config_commands.add_parser("show", help="Print a fully resolved, documented pretraining config.",
                                       description="Resolve a config with its overrides and print every field.")
-    show.add_argument("config", help="Pretraining config YAML.")
+    show.add_argument("config", nargs="?", help="Pretraining config YAML.")
     show.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Dotted overrides.")
     show.set_defaults(func=_config_show)
 

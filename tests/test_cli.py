@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from pipelines.cli import main
 
@@ -87,6 +88,29 @@ def test_config_show_prints_resolved_documented_config(mmcl):
     assert result.returncode == 0
     assert "  batch_size: 7" in result.stdout
     assert "# Samples per batch on each process." in result.stdout
+
+
+def test_config_show_documents_the_fields_of_an_unset_section(mmcl):
+    """configs/demo.yaml has no `eval`: its fields are still listed, commented out, with defaults and descriptions."""
+    result = mmcl("config", "show", "configs/demo.yaml")
+    lines = result.stdout.splitlines()
+    start = lines.index("eval: null  # unset; its fields, when set:")
+    section = lines[start + 1:]
+    section = section[:next((i for i, line in enumerate(section) if not line.startswith("  ")), len(section))]
+    assert "  # every: (required)" in section and "  # best_mode: max" in section
+    assert "  # Evaluate every this many steps (and after the last step)." in section
+    assert yaml.safe_load(result.stdout)["eval"] is None
+
+
+def test_config_show_without_a_config_names_the_ones_at_hand(mmcl):
+    assert_one_line_user_error(mmcl("config", "show"), "configs/demo.yaml")
+
+
+def test_models_list_says_what_each_model_is(mmcl):
+    result = mmcl("models", "list")
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[:4]}
+    assert set(rows) == {"tiny", "tiny-audio", "small", "vit-b-32-audio"}
+    assert "AST-style" in rows["tiny-audio"] and "PANN-style" in rows["small"]
 
 
 def test_usage_errors_exit_nonzero(mmcl):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pipelines.demo import run_demo
+from data_tools.demo_emoji import build_emoji_dataset
+from pipelines.demo import prepare_shards, run_demo
 
 SHORT = dict(steps=4, languages=("en",), max_emoji=300)  # the report's shape is under test, not learning
 
@@ -44,9 +45,11 @@ def test_heldout_emoji_are_not_in_the_training_shards(demo):
 
 
 def test_second_run_reuses_the_dataset_and_the_shards(demo, capsys):
+    """The demo's first two stages on a finished demo folder: nothing is rebuilt (training is not under test)."""
     out, _ = demo
     shard_times = {p: p.stat().st_mtime_ns for p in (out / "shards").rglob("*.tar")}
-    run_demo(out, **{**SHORT, "steps": 2})  # the caching is under test, not the training
-    printed = capsys.readouterr().out
-    assert "(cached)" in printed and "skipping" in printed
+    summary = build_emoji_dataset(out / "data", SHORT["languages"], max_emoji=SHORT["max_emoji"])
+    assert summary["cached"]
+    assert prepare_shards(out / "data", out / "shards", "en") == (out / "shards" / "train", out / "shards" / "heldout")
+    assert "skipping" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").rglob("*.tar")} == shard_times

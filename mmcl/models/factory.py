@@ -8,13 +8,13 @@ from typing import Callable
 
 from mmcl.config import read_yaml, validate
 from mmcl.errors import UserError
+from mmcl.models.catalog import CONFIG_DIR, builtin_models
 from mmcl.models.config import ModelConfig
 from mmcl.models.locking import lock
 from mmcl.models.multimodal import MultimodalModel
 from mmcl.models.towers import Tower, build_tower
 from mmcl.models.weights import load_weights
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 # Where each tower kind's weights sit in an open_clip checkpoint; other kinds read whole state dicts.
 _DEFAULT_PREFIX = {"open_clip_vision": "visual.", "open_clip_text": "text."}
@@ -30,7 +30,7 @@ class ModalityTransforms:
 
 def list_models() -> list[str]:
     """Names of the built-in model configs."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return list(builtin_models())
 
 
 def resolve_model_config(name_or_config: str | Path | dict | ModelConfig) -> ModelConfig:
