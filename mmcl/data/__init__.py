@@ -1,7 +1,7 @@
 """Streaming WebDataset shards into multimodal batch dicts."""
 
-from mmcl.data.config import DataConfig, ShardSource
-from mmcl.data.pipeline import build_loader
-from mmcl.data.shards import expand_urls
+from mmcl.lazy import lazy_exports
 
 __all__ = ["DataConfig", "ShardSource", "build_loader", "expand_urls"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "DataConfig": "config", "ShardSource": "config", "build_loader": "pipeline", "expand_urls": "shards"})

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from PIL import Image
 from pydantic import Field, model_validator
 
 from mmcl.config import Section
-from mmcl.data.image import ImageLimits
 from mmcl.data.text import TextAugmentConfig
 
+# Pillow's own decompression-bomb warning threshold (~89.5 MP); `mmcl shards prepare --max-pixels` defaults to it too.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 URL_SPEC = ("a directory of .tar shards, a brace pattern (data/shard-{000000..000009}.tar), "
             "a pipe: URL (pipe:curl -s https://host/shard-{0..9}.tar), or a list of these")
+
+
+class ImageLimits(Section):
+    """How much of an image is decoded: images refused from their header alone, before any pixel is decoded
+    (counted as sample failures), and large JPEGs decoded at the reduced scale the tower's transform needs."""
+
+    max_pixels: int = Field(MAX_PIXELS, gt=0, description="Largest width x height decoded; larger images are "
+                            "skipped (default: Pillow's decompression-bomb threshold, as `shards prepare --max-pixels`).")
+    max_aspect_ratio: float = Field(100.0, ge=1, description="Largest long side / short side: a 1x100000 strip "
+                                    "would become gigabytes once a transform scales its short side to the tower's "
+                                    "input size.")
+    jpeg_draft: bool = Field(True, description="Decode a JPEG at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own "
+                             "DCT scaling, several times faster) where it is at least twice as large as the tower's "
+                             "transform needs: its random resized crop or resize (the first step of a torchvision "
+                             "Compose, as in open_clip's transforms) still only downsamples. Pixels differ slightly "
+                             "from the full decode's. false: always decode in full.")
 
 
 class ShardSource(Section):

@@ -26,7 +26,7 @@ cwcl           cwcl                modalities=[frozen, trained] = [image, text] 
 =============  ==================  =================================================  ===============================
 """
 
-from mmcl.losses import clip, cwcl, dcl, geometry, multiview, siglip, symile  # noqa: F401  (importing registers)
-from mmcl.losses.registry import create_loss, list_losses, register_loss
+from mmcl.lazy import lazy_exports
 
 __all__ = ["create_loss", "list_losses", "register_loss"]
+__getattr__, __dir__ = lazy_exports(__name__, {name: "registry" for name in __all__})

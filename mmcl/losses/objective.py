@@ -15,22 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from mmcl.config import Section
 from mmcl.errors import UserError
+from mmcl.losses.config import LossTermConfig
 from mmcl.losses.registry import create_loss
-
-
-class LossTermConfig(Section):
-    """One entry of the objective: which loss, its weight in the total, its options."""
-
-    name: str = Field(description="registered loss name, e.g. clip, siglip, cua, symile (see mmcl.losses.list_losses())")
-    weight: float = Field(1.0, description="multiplier of this loss in the total objective")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="keyword options of the loss, e.g. {modalities: [image, text]}"
-    )
 
 
 class Objective(nn.Module):

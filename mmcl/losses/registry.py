@@ -7,6 +7,7 @@ an unknown name or option into a :class:`mmcl.errors.UserError` that says what i
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,6 +19,14 @@ from mmcl.errors import UserError
 LossT = TypeVar("LossT", bound=Callable[..., nn.Module])
 
 _LOSSES: dict[str, Callable[..., nn.Module]] = {}
+BUILT_IN = ("clip", "cwcl", "dcl", "geometry", "multiview", "siglip", "symile")  # modules that register losses
+
+
+def _registered() -> dict[str, Callable[..., nn.Module]]:
+    """The registry, with the built-in loss modules imported (importing one registers its losses)."""
+    for module in BUILT_IN:
+        importlib.import_module(f"mmcl.losses.{module}")
+    return _LOSSES
 
 
 class LossOptionError(UserError):
@@ -38,12 +47,12 @@ def register_loss(name: str) -> Callable[[LossT], LossT]:
 
 def list_losses() -> list[str]:
     """Every registered loss name, sorted."""
-    return sorted(_LOSSES)
+    return sorted(_registered())
 
 
 def create_loss(name: str, **options: Any) -> nn.Module:
     """Build the loss registered as ``name``; it is called as ``loss(outputs, batch=None) -> dict[str, Tensor]``."""
-    if name not in _LOSSES:
+    if name not in _registered():
         close = difflib.get_close_matches(name, _LOSSES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise LossOptionError(f"unknown loss {name!r}{hint}; valid losses: {', '.join(list_losses())}")

@@ -10,7 +10,6 @@ import dataclasses
 import math
 from typing import Annotated, Any, Literal, Union
 
-from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from pydantic import Field, field_validator, model_validator
 
 from mmcl.config import Section
@@ -18,6 +17,14 @@ from mmcl.data.audio import AudioFrontEndConfig
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _open_clip_cfg(name: str) -> type:
+    """open_clip's CLIPVisionCfg or CLIPTextCfg, imported only when a config has an open_clip tower (open_clip
+    imports torch: seconds that `--help` and a mistyped key elsewhere should not wait for)."""
+    from open_clip import model
+
+    return getattr(model, name)
 
 
 def _check_keys(cfg: dict[str, Any], dataclass_type: type, what: str) -> dict[str, Any]:
@@ -111,7 +118,7 @@ class OpenClipVisionTowerConfig(PatchTowerCommon):
     @field_validator("cfg")
     @classmethod
     def _known_keys(cls, cfg: dict[str, Any]) -> dict[str, Any]:
-        return _check_keys(cfg, CLIPVisionCfg, "open_clip vision_cfg")
+        return _check_keys(cfg, _open_clip_cfg("CLIPVisionCfg"), "open_clip vision_cfg")
 
     @model_validator(mode="after")
     def _one_patch_dropout(self):
@@ -120,7 +127,7 @@ class OpenClipVisionTowerConfig(PatchTowerCommon):
 
     @property
     def image_size(self) -> int:
-        size = self.cfg.get("image_size", CLIPVisionCfg.image_size)
+        size = self.cfg.get("image_size", _open_clip_cfg("CLIPVisionCfg").image_size)
         return size if isinstance(size, int) else size[0]
 
 
@@ -154,11 +161,11 @@ class OpenClipTextTowerConfig(TowerCommon):
     @field_validator("cfg")
     @classmethod
     def _known_keys(cls, cfg: dict[str, Any]) -> dict[str, Any]:
-        return _check_keys(cfg, CLIPTextCfg, "open_clip text_cfg")
+        return _check_keys(cfg, _open_clip_cfg("CLIPTextCfg"), "open_clip text_cfg")
 
     @property
     def context_length(self) -> int:
-        return self.cfg.get("context_length", CLIPTextCfg.context_length)
+        return self.cfg.get("context_length", _open_clip_cfg("CLIPTextCfg").context_length)
 
 
 class HFTextTowerConfig(TowerCommon):

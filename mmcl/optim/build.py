@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from mmcl.config import Section
+from mmcl.optim.config import OptimConfig
 
 _NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
-
-
-class OptimConfig(Section):
-    """Optimiser and learning-rate schedule."""
-
-    lr: float = Field(5e-4, description="Peak learning rate.", gt=0)
-    weight_decay: float = Field(0.2, description="AdamW weight decay, on every weight matrix (embeddings included, as "
-                                "CLIP and open_clip do); not on norms, biases, other 1-D parameters or the temperature.", ge=0)
-    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
-    eps: float = Field(1e-6, description="AdamW epsilon.", gt=0)
-    schedule: Literal["cosine", "constant", "constant_cooldown"] = Field(
-        "cosine", description="After warmup: cosine decay to zero, constant, or constant then linear cooldown."
-    )
-    warmup_steps: int = Field(0, description="Linear warmup steps from 0 to lr.", ge=0)
-    cooldown_steps: int = Field(0, description="Linear decay steps to zero at the end (constant_cooldown only).", ge=0)
-    grad_clip_norm: float | None = Field(None, description="Clip the global gradient norm to this value; null: no clipping.")
-    fused: bool = Field(
-        True, description="PyTorch's fused AdamW kernel, one pass over all parameters (on CPU about 7x faster than "
-        "the per-parameter loop, a fifth of a tiny model's step); false: the reference per-parameter implementation."
-    )
-
-    @model_validator(mode="after")
-    def _cooldown_needs_schedule(self):
-        if self.cooldown_steps and self.schedule != "constant_cooldown":
-            raise ValueError("cooldown_steps is only used with schedule: constant_cooldown")
-        return self
 
 
 def _decays(module: nn.Module, name: str, param: nn.Parameter) -> bool:
