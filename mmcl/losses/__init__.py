@@ -16,8 +16,9 @@ alignment      geometry            modalities=[image, text]                     
 cua            geometry            modalities, align_weight=1, uniformity_weight=1,   cua/clip, /align, /unif-<m>
                                    t=2
 cuaxu          geometry            as cua + cross_uniformity_weight=1                 cuaxu/... and cuaxu/xunif
-dcl            dcl                 modalities=[image, text]                           dcl/<a>-<b>
-dclw           dcl                 modalities=[image, text], sigma=0.5                dclw/<a>-<b>
+dcl            dcl                 modalities=[image, text],                          dcl/<a>-<b>
+                                   negatives="within_and_cross" | "cross_modal"
+dclw           dcl                 as dcl + sigma=0.5                                 dclw/<a>-<b>
 symile         symile              modalities=[image, text, audio],                   symile/<m1>-<m2>-...
                                    negative_sampling="n" | "n_squared"
 mv_infonce     multiview           modalities=None (all in outputs)                   mv_infonce/<m1>-<m2>-...

@@ -20,17 +20,21 @@ from typing import Any
 from torch import Tensor, nn
 
 from mmcl.losses.registry import LossOptionError, register_loss
-from mmcl.losses.rows import PairLoss, Rows, check_modalities, info_nce, output_modalities, select
+from mmcl.losses.rows import PairLoss, Rows, check_modalities, exclude, info_nce, output_modalities, select
 
 
 def symmetric_info_nce(rows: Rows, scale: Tensor, a: str, b: str, decoupled: bool = False,
-                       positive_weight: Tensor | None = None) -> Tensor:
-    """Mean of the a→b and b→a InfoNCE over the rows (this rank's share of the global mean); see ``info_nce``."""
-    directions = [
-        info_nce(scale * rows.local[x] @ rows.glob[y].T, rows.positives, decoupled, positive_weight).sum()
-        for x, y in ((a, b), (b, a))
-    ]
-    return (directions[0] + directions[1]) / 2 * rows.share
+                       positive_weight: Tensor | None = None, within_negatives: bool = False) -> Tensor:
+    """Mean of the a→b and b→a InfoNCE over the rows (this rank's share of the global mean); see ``info_nce``.
+
+    ``within_negatives``: the anchor's similarities to the other rows of its own modality join the negatives
+    (its own row excluded), as in DCL's two-view form."""
+    def direction(x: str, y: str) -> Tensor:
+        within = exclude(scale * rows.local[x] @ rows.glob[x].T, rows.positives) if within_negatives else None
+        return info_nce(scale * rows.local[x] @ rows.glob[y].T, rows.positives, decoupled, positive_weight,
+                        within).sum()
+
+    return (direction(a, b) + direction(b, a)) / 2 * rows.share
 
 
 def clip_loss(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:

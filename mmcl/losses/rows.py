@@ -95,15 +95,19 @@ def exclude(logits: Tensor, columns: Tensor) -> Tensor:
     return logits.masked_fill(hit, float("-inf"))
 
 
-def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positive_weight: Tensor | None = None) -> Tensor:
+def info_nce(logits: Tensor, positives: Tensor, decoupled: bool = False, positive_weight: Tensor | None = None,
+             extra_negatives: Tensor | None = None) -> Tensor:
     """Per-row InfoNCE, ``-w_i z[i, p_i] + logsumexp_j z[i, j]``; [n].
 
-    ``decoupled`` drops the positive from the logsumexp (DCL); ``positive_weight`` is w_i (1 when None). With
-    neither, this is the cross-entropy of row i with target p_i.
+    ``decoupled`` drops the positive from the logsumexp (DCL); ``positive_weight`` is w_i (1 when None);
+    ``extra_negatives`` [n, m] join the logsumexp (DCL's within-modality similarities). With none of them, this is
+    the cross-entropy of row i with target p_i.
     """
     positive = logits.gather(1, positives[:, None]).squeeze(1)
     if decoupled:
         logits = exclude(logits, positives)
+    if extra_negatives is not None:
+        logits = torch.cat([logits, extra_negatives], dim=1)
     if positive_weight is not None:
         positive = positive_weight * positive
     return torch.logsumexp(logits, dim=1) - positive
