@@ -68,10 +68,18 @@ def test_symile_four_modalities_n_squared():
                 outputs)
 
 
-def test_symile_of_two_modalities_is_clip():
+@pytest.mark.parametrize("options", [{"negative_sampling": "n_squared"}, {}])
+def test_symile_of_two_modalities_is_clip(options):
+    """Two modalities default to n_squared, where Symile is CLIP's InfoNCE."""
     outputs = random_outputs(batch=6, scale=4.0)
-    loss = create_loss("symile", modalities=["image", "text"], negative_sampling="n_squared")
+    loss = create_loss("symile", modalities=["image", "text"], **options)
     assert_same(lambda o: total(loss(o)), lambda o: reference_clip(o["image"], o["text"], o["logit_scale"]), outputs)
+
+
+def test_symile_of_two_modalities_refuses_n_sampling():
+    """One permutation of two modalities is a bijection: the positive would be a negative in almost every row."""
+    with pytest.raises(UserError, match="needs three or more modalities"):
+        create_loss("symile", modalities=["image", "text"], negative_sampling="n")
 
 
 def test_symile_excludes_incomplete_rows():

@@ -8,10 +8,14 @@ NeurIPS 2024. For modalities m = 1..M with normalised embeddings x^m::
 
 where candidate c is one row of each non-anchor modality and the positive is sample i's own rows. Negatives:
 
-* ``"n"`` (O(N) per row): each non-anchor modality's rows are independently permuted, candidate j takes row π_o(j)
-  of modality o; the diagonal (i, i) is replaced by the true positive. (As in the paper, a permuted candidate can
-  coincide with the positive: a rare false negative.)
-* ``"n_squared"`` (O(N^{M−1}) per row): every combination of non-anchor rows is a candidate.
+* ``"n"`` (O(N) per row; the default for three or more modalities): each non-anchor modality's rows are
+  independently permuted, candidate j takes row π_o(j) of modality o; the diagonal (i, i) is replaced by the true
+  positive. As in the paper, a permuted candidate can coincide with the positive, a false negative: it needs all
+  M − 1 permutations to send one column to row i, about 1/N^{M−2} columns per row (1/N for three modalities). With
+  two modalities it would be a single permutation, a bijection, which puts the positive among the negatives in
+  almost every row (a fraction 1 − 1/N); two modalities therefore refuse ``"n"``.
+* ``"n_squared"`` (O(N^{M−1}) per row; the default for two modalities, where it is CLIP's InfoNCE): every
+  combination of non-anchor rows is a candidate.
 
 Missing modalities: rows lacking any of the loss's modalities are excluded from the term. The paper instead keeps
 incomplete samples by substituting a representation for the missing modality; that would make the loss own a
@@ -74,13 +78,19 @@ def candidates_n_squared(rows: Rows, others: list[str]) -> tuple[Tensor, Tensor]
 class SymileLoss(nn.Module):
     """Symile over the listed modalities; ``{"symile/<m1>-<m2>-...": loss}``."""
 
-    def __init__(self, modalities: Sequence[str] = ("image", "text", "audio"), negative_sampling: str = "n"):
+    def __init__(self, modalities: Sequence[str] = ("image", "text", "audio"), negative_sampling: str | None = None):
         super().__init__()
         self.modalities = check_modalities("symile", modalities)
+        if negative_sampling is None:
+            negative_sampling = "n_squared" if len(self.modalities) == 2 else "n"
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise LossOptionError(
                 f"loss 'symile': negative_sampling {negative_sampling!r} is not one of {', '.join(NEGATIVE_SAMPLING)}"
             )
+        if negative_sampling == "n" and len(self.modalities) == 2:
+            raise LossOptionError(
+                "loss 'symile': negative_sampling 'n' needs three or more modalities: with two, its one permutation "
+                "puts each row's positive among its negatives; use 'n_squared' (CLIP's InfoNCE for two modalities)")
         self.negative_sampling = negative_sampling
 
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
