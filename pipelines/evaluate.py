@@ -1,6 +1,6 @@
 """Evaluation recipe: load a model, run evaluation tasks, write JSON + Markdown + plots.
 
-    mmcl eval runs/demo/checkpoints/step-00000200 --data eval_images/ --templates templates.txt
+    mmcl eval runs/demo/checkpoints/step-00000200 --data eval_images/ --templates templates.txt --name shapes
     mmcl eval CHECKPOINT --data shards/ --task retrieval --modalities image text --report-dir report/
     mmcl eval open_clip:ViT-B-32 --weights vitb32.safetensors --tasks tasks.yaml --output result.json
     mmcl eval --compare a.json b.json
@@ -17,15 +17,11 @@ from pathlib import Path
 
 from mmcl.config import load_config, validate
 from mmcl.errors import UserError
-from mmcl.eval import EvalConfig, run_evaluation, zeroshot
-from mmcl.eval.report import compare, read_results, write_json
-from mmcl.eval.zeroshot import DEFAULT_TEMPLATES
+from mmcl.eval import EvalConfig, run_evaluation
+from mmcl.eval.compare import compare
+from mmcl.eval.report import read_results, write_json
+from mmcl.eval.summary import headline, skipped
 from mmcl.training.launch import process_group
-
-
-def read_templates(path: str | Path | None) -> list[str]:
-    """Templates from a file (one per line with `{c}`), or the built-in image set when `path` is None."""
-    return list(DEFAULT_TEMPLATES["image"]) if path is None else zeroshot.read_templates(path)
 
 
 def zero_shot_classification(checkpoint: str | Path, data_dir: str | Path, templates: list[str],
@@ -45,20 +41,22 @@ def write_result(result: dict, path: str | Path) -> Path:
 
 def _config_from_args(args) -> EvalConfig:
     if args.tasks:
-        if args.data or args.templates or args.classnames or args.modalities:
-            raise UserError("--tasks FILE.yaml holds each task's data, templates, class names and modalities; "
-                            "drop --data/--templates/--classnames/--modalities")
+        if args.data or args.templates or args.classnames or args.modalities or args.name:
+            raise UserError("--tasks FILE.yaml holds each task's data, templates, class names, modalities and "
+                            "name; drop --data/--templates/--classnames/--modalities/--name")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
                                                    f"num_workers={args.num_workers}"])
     if not args.data:
         raise UserError("give --data DIR (with --task) or --tasks FILE.yaml")
     task: dict = {"type": args.task, "data": {"path": args.data, "format": args.format}}
+    if args.name:
+        task["name"] = args.name
     if args.classnames:
         task["data"]["classnames"] = args.classnames
     if args.task == "zeroshot_classification":
         task["modality"] = args.modality
         if args.templates:
-            task["templates"] = read_templates(args.templates)
+            task["templates"] = args.templates  # a file path: read by the task, which records it as the origin
     elif args.templates:
         raise UserError("--templates only applies to --task zeroshot_classification")
     if args.modalities:
@@ -67,20 +65,6 @@ def _config_from_args(args) -> EvalConfig:
         task["modalities"] = args.modalities
     return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers},
                     "mmcl eval flags")
-
-
-def _headline(result: dict) -> str:
-    m = result["metrics"]
-    if result["task"] == "zeroshot_classification":
-        top5 = f"{m['top5']:.4f}" if m["top5"] is not None else "undefined (<5 classes)"
-        return (f"zero-shot top-1: {m['top1']:.4f} (chance {m['chance_top1']:.4f}), top-5 {top5}, mean per-class "
-                f"recall {m['mean_per_class_recall']:.4f} on {m['num_samples']} {result['modality']} items, "
-                f"{m['num_classes']} classes")
-    if result["task"] == "geometry":
-        pairs = [k for k in m if "-" in k]
-        return "; ".join(f"{p}: gap {m[p]['modality_gap']:.3f}, separability {m[p]['linear_separability']:.3f}"
-                         for p in pairs)
-    return "; ".join(f"{k}: R@1 {v['recall@1']:.4f}" for k, v in m.items() if isinstance(v, dict) and "recall@1" in v)
 
 
 def _run(args) -> int:
@@ -100,7 +84,9 @@ def _run(args) -> int:
     else:
         results = run_evaluation(args.model, config, args.weights, args.device, args.output, args.report_dir)
     for result in results:
-        print(f"{result['name']}: {_headline(result)}")
+        print(f"{result['name']}: {headline(result)}")
+        if skipped(result):
+            print(f"{result['name']}: {skipped(result)}")
     if args.output:
         print(f"result: {args.output}")
     if args.report_dir:
@@ -129,9 +115,12 @@ def register(parser) -> None:
     parser.add_argument("--modalities", nargs="+", choices=("image", "text", "audio"),
                         help="Modalities for retrieval (two), multimodal_retrieval (three) or geometry (two or more).")
     parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: the dataset's "
-                        "zeroshot_classification_templates.txt, else a built-in set.")
+                        "zeroshot_classification_templates.txt, else the built-in set for the modality (the same "
+                        "for class folders, shards and manifests).")
     parser.add_argument("--classnames", help="Class names file, one per line in label order; default: the "
                         "dataset's classnames.txt or the class folder names.")
+    parser.add_argument("--name", help="Name of the task in the result and summary (default TYPE/MODALITIES, e.g. "
+                        "zeroshot_classification/image, whatever the data route).")
     parser.add_argument("--tasks", help="YAML file with `tasks:` (a list of task configs) instead of --data/--task.")
     parser.add_argument("--batch-size", type=int, default=64, help="Items a loader hands over at a time (default 64, "
                         "rounded to a multiple of the fixed 32-row forward pass; results do not depend on it).")
@@ -141,5 +130,6 @@ def register(parser) -> None:
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
     parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
-                        help="Print the metric differences of two result files side by side, and exit.")
+                        help="Print the metric differences of two result files side by side, and exit. Tasks "
+                        "pair by name, else by task type and data (modalities, items, class names).")
     parser.set_defaults(func=_run)

@@ -84,4 +84,4 @@ def test_mmcl_eval_under_torchrun_writes_the_one_process_result(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert shared.returncode == 0, shared.stderr[-3000:]
     assert json.loads((tmp_path / "shared.json").read_text()) == json.loads((tmp_path / "alone.json").read_text())
-    assert shared.stdout.count("retrieval/shards:") == 1  # printed once, by the main process
+    assert shared.stdout.count("retrieval/image-text:") == 1  # printed once, by the main process

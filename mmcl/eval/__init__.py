@@ -4,8 +4,9 @@
     results = run_tasks(model, transforms.eval, tokenizer, EvalConfig(tasks=[...]).tasks)
 
 Modules: `tasks` (task configs), `run` (running them on a model), `datasets`/`loading`/`embed` (data to
-embeddings), `zeroshot`/`metrics`, `retrieval`, `geometry` (the measures), `report` and `plots` (outputs),
-`openclip` (open_clip models by name), `models` (any model by name or checkpoint folder).
+embeddings), `templates` (prompt templates), `zeroshot`/`metrics`, `retrieval`, `geometry` (the measures),
+`report` (result files), `summary`, `plots` and `compare` (what people read), `openclip` (open_clip models by
+name), `models` (any model by name or checkpoint folder).
 """
 
 from mmcl.eval.report import scalars

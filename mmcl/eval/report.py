@@ -1,4 +1,5 @@
-"""Result files: JSON for machines, a Markdown summary for people, and side-by-side comparison of two results.
+"""Result files: writing and reading them, and their scalar metrics (the Markdown summary: `summary`; two results
+side by side: `compare`).
 
 A result file holds one task's result, several under `results` (`mmcl eval`), or several keyed by task name
 (`run_tasks`, as a trainer writes them); `task_results` reads all three.
@@ -57,46 +58,3 @@ def scalars(results: dict[str, dict] | list[dict]) -> dict[str, float]:
     """`task-name/metric` scalars of several results, e.g. for a training metrics log."""
     items = results.values() if isinstance(results, dict) else results
     return {k: v for r in items for k, v in flatten(r["metrics"], r["name"] + "/").items()}
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def markdown(results: list[dict], model: str) -> str:
-    """A summary people read: one table of scalar metrics per task, with the prompts and skipped samples."""
-    lines = [f"# Evaluation of `{model}`", ""]
-    for r in results:
-        lines += [f"## {r['name']} ({r['task']})", "", f"Data: `{r['dataset']['path']}` "
-                  f"({r['dataset']['format']}, {r['dataset']['num_items']} items)", ""]
-        if r["dataset"].get("skipped"):
-            lines += ["Skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(r["dataset"]["skipped"].items())), ""]
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in flatten(r["metrics"]).items()]
-        if r["metrics"].get("top5_note"):
-            lines += ["", f"top-5: {r['metrics']['top5_note']}."]
-        if "templates" in r:
-            lines += ["", f"Prompts: {len(r['classnames'])} class names × {len(r['templates'])} templates: "
-                      + ", ".join(f"`{t}`" for t in r["templates"])]
-            recalls = r["metrics"]["per_class_recall"]
-            worst = sorted((v, c) for c, v in zip(r["classnames"], recalls) if v is not None)[:5]
-            lines += ["", "Lowest per-class accuracy: " + ", ".join(f"{c} {v:.3f}" for v, c in worst)]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def compare(a: list[dict], b: list[dict], names: tuple[str, str]) -> str:
-    """Every scalar metric the two result sets share, side by side with the difference b − a."""
-    left, right = scalars(a), scalars(b)
-    shared = [k for k in left if k in right]
-    if not shared:
-        raise UserError(f"{names[0]} and {names[1]} share no metrics (different tasks or task names?)")
-    width = max(len(k) for k in shared)
-    rows = [f"{'metric':<{width}}  {'A':>10}  {'B':>10}  {'B - A':>10}"]
-    rows += [f"{k:<{width}}  {left[k]:>10.4f}  {right[k]:>10.4f}  {right[k] - left[k]:>+10.4f}" for k in shared]
-    only = sorted(set(left) ^ set(right))
-    if only:
-        rows.append(f"({len(only)} metrics appear in only one file, e.g. {only[0]})")
-    return f"A: {names[0]}\nB: {names[1]}\n" + "\n".join(rows)

@@ -17,14 +17,28 @@ from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.models import describe_model, load_eval_model
-from mmcl.eval.report import markdown, write_json
+from mmcl.eval.report import write_json
+from mmcl.eval.summary import markdown
 from mmcl.eval.tasks import (EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
                              ZeroShotClassificationTask)
-from mmcl.eval.zeroshot import (DEFAULT_TEMPLATES, check_templates, class_embeddings, classification_metrics,
-                                prompts, read_templates)
+from mmcl.eval.templates import resolve_templates
+from mmcl.eval.zeroshot import class_embeddings, classification_metrics, prompts
 
-SAMPLE_ROWS = 32  # items shown in a similarity-matrix plot
+SAMPLE_ROWS = 32  # items (or classes) shown in a similarity-matrix plot
 PROJECTION_POINTS = 1000  # embeddings per modality kept for the 2-D projection plot
+
+
+@dataclass
+class Similarity:
+    """A small score matrix for a heatmap: `rows` and `columns` say what the axes hold (e.g. "image", "class
+    prompts"), `row_names`/`column_names` name each entry (item keys, class names), `sample` how they were picked."""
+
+    matrix: torch.Tensor
+    rows: str
+    columns: str
+    row_names: list[str]
+    column_names: list[str]
+    sample: str
 
 
 @dataclass
@@ -33,7 +47,9 @@ class TaskOutput:
 
     result: dict
     embeddings: dict[str, torch.Tensor] = field(default_factory=dict)  # per modality, ≤ PROJECTION_POINTS rows
-    similarity: tuple[torch.Tensor, str, str] | None = None  # sample score matrix, row and column axis names
+    classes: dict[str, torch.Tensor] = field(default_factory=dict)  # class of each row of `embeddings`, if labelled
+    classnames: list[str] | None = None  # the names of those classes
+    similarity: Similarity | None = None
 
 
 def versions() -> dict:
@@ -56,15 +72,10 @@ def input_policy(transforms, modalities) -> dict:
     return out
 
 
-def _templates(task: ZeroShotClassificationTask, source) -> list[str]:
-    """The task's templates (a list or a file), else the dataset's templates file, else the built-in set."""
-    if isinstance(task.templates, str):
-        return read_templates(task.templates)
-    if task.templates is not None:
-        return check_templates(task.templates, f"task {task.label}: templates")
-    if source.templates is not None:
-        return check_templates(source.templates, f"{source.path}: zeroshot_classification_templates.txt")
-    return list(DEFAULT_TEMPLATES[task.modality])
+def spread(count: int, limit: int = PROJECTION_POINTS) -> torch.Tensor:
+    """At most `limit` indices evenly spread over `count` items, so a sample of class-sorted data (class folders)
+    shows every class rather than the first few."""
+    return torch.arange(0, count, -(-count // limit))
 
 
 def _check_labels(task: ZeroShotClassificationTask, source, labels: torch.Tensor) -> None:
@@ -87,7 +98,7 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     if not source.classnames:
         raise UserError(f"{source.path}: no class names (add classnames.txt or set the task's data.classnames)")
-    templates = _templates(task, source)
+    templates, templates_source = resolve_templates(task.templates, task.modality, source, f"task {task.label}")
     data = embed_source(model, source, [task.modality], transforms, tokenizer, loading, need_labels=True)
     _check_labels(task, source, data.labels)
     classes = class_embeddings(model, tokenizer, source.classnames, templates, loading.device)
@@ -98,11 +109,28 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
         "modality": task.modality,
         "classnames": source.classnames,
         "templates": templates,
+        "templates_source": templates_source,
         "prompts": prompts(source.classnames, templates),
         "inputs": input_policy(transforms, [task.modality]),
     }
-    return TaskOutput(result, {task.modality: queries[:PROJECTION_POINTS], "text (class prompts)": classes},
-                      ((queries[:SAMPLE_ROWS] @ classes.T), task.modality, "class prompts"))
+    sample = spread(len(data))
+    prompt_rows = spread(len(source.classnames))
+    return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
+                      {task.modality: data.labels[sample], "text (class prompts)": prompt_rows}, source.classnames,
+                      _class_similarity(data, queries, classes, source.classnames, task.modality))
+
+
+def _class_similarity(data: Embedded, queries: torch.Tensor, classes: torch.Tensor, classnames: list[str],
+                      modality: str) -> Similarity:
+    """The first item of each class against the class prompts, for the first SAMPLE_ROWS classes that have items:
+    square, with the right answers on the diagonal."""
+    first: dict[int, int] = {}
+    for index, label in enumerate(data.labels.tolist()):
+        first.setdefault(label, index)
+    shown = sorted(first)[:SAMPLE_ROWS]
+    items = [first[c] for c in shown]
+    return Similarity(queries[items] @ classes[shown].T, modality, "class prompts", [data.keys[i] for i in items],
+                      [classnames[c] for c in shown], f"the first {modality} of each of {len(shown)} classes")
 
 
 def _describe(source, data: Embedded) -> dict:
@@ -120,9 +148,27 @@ def _paired(data: Embedded, modality: str) -> torch.Tensor:
     return _first_captions(data) if modality == "text" else data.features[modality]
 
 
-def _sample_similarity(data: Embedded, a: str, b: str) -> tuple[torch.Tensor, str, str]:
+def _sample_similarity(data: Embedded, a: str, b: str) -> Similarity:
     rows = slice(0, SAMPLE_ROWS)
-    return _paired(data, a)[rows] @ _paired(data, b)[rows].T, a, b
+    keys = data.keys[rows]
+    return Similarity(_paired(data, a)[rows] @ _paired(data, b)[rows].T, a, b, keys, keys,
+                      f"the first {len(keys)} items")
+
+
+def _samples(data: Embedded, source, embeddings: dict[str, torch.Tensor]) -> dict:
+    """TaskOutput's plot samples of items' paired embeddings: spread rows, with their classes when every item
+    has a label and the source names the classes."""
+    rows = spread(len(data))
+    labelled = source.classnames is not None and bool((data.labels >= 0).all())
+    return {"embeddings": {m: e[rows] for m, e in embeddings.items()},
+            "classes": {m: data.labels[rows] for m in embeddings} if labelled else {},
+            "classnames": source.classnames if labelled else None}
+
+
+def _retrieval_chance(metrics: dict, num_items: int) -> dict:
+    """recall@1 of a random ranking: 1/items in every direction (an item with c of the M captions finds one first
+    with chance c/M, which averages to 1/items over the items)."""
+    return {**metrics, "num_items": num_items, "chance_recall@1": 1.0 / num_items}
 
 
 def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: Loading) -> TaskOutput:
@@ -133,12 +179,13 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: L
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     data = embed_source(model, source, [a, b], transforms, tokenizer, loading)
     owner = data.text_owner if b == "text" else torch.arange(len(data))
-    metrics = retrieval.paired_retrieval(data.features[a], data.features[b], owner, (a, b), task.ks)
-    metrics["num_items"] = len(data)
+    metrics = _retrieval_chance(retrieval.paired_retrieval(data.features[a], data.features[b], owner, (a, b),
+                                                           task.ks), len(data))
     metrics[f"num_{b}"] = int(data.features[b].shape[0])
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": [a, b],
               "inputs": input_policy(transforms, [a, b])}
-    return TaskOutput(result, {m: _paired(data, m)[:PROJECTION_POINTS] for m in (a, b)}, _sample_similarity(data, a, b))
+    return TaskOutput(result, **_samples(data, source, {m: _paired(data, m) for m in (a, b)}),
+                      similarity=_sample_similarity(data, a, b))
 
 
 def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask,
@@ -148,12 +195,11 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     data = embed_source(model, source, modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in modalities}
-    metrics = retrieval.multimodal_retrieval(embeddings, task.scorings, task.ks)
-    metrics["num_items"] = len(data)
+    metrics = _retrieval_chance(retrieval.multimodal_retrieval(embeddings, task.scorings, task.ks), len(data))
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": modalities,
               "inputs": input_policy(transforms, modalities), "text_policy": "each item's first caption"}
-    return TaskOutput(result, {m: e[:PROJECTION_POINTS] for m, e in embeddings.items()},
-                      _sample_similarity(data, modalities[0], modalities[1]))
+    return TaskOutput(result, **_samples(data, source, embeddings),
+                      similarity=_sample_similarity(data, modalities[0], modalities[1]))
 
 
 def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loading) -> TaskOutput:
@@ -167,8 +213,8 @@ def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loa
     metrics["num_items"] = len(data)
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": list(task.modalities),
               "inputs": input_policy(transforms, task.modalities), "text_policy": "each item's first caption"}
-    return TaskOutput(result, {m: e[:PROJECTION_POINTS] for m, e in embeddings.items()},
-                      _sample_similarity(data, task.modalities[0], task.modalities[1]))
+    return TaskOutput(result, **_samples(data, source, embeddings),
+                      similarity=_sample_similarity(data, task.modalities[0], task.modalities[1]))
 
 
 RUNNERS = {

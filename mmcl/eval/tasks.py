@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mmcl.config import Section
 from mmcl.data.image import ImageLimits
 from mmcl.eval.retrieval import DEFAULT_KS
 
 Modality = Literal["image", "text", "audio"]
+NAME_ORDER = ("image", "audio", "text")  # modalities in default names: text last, as retrieval pairs it
 
 
 class DataSpec(Section):
@@ -28,12 +28,15 @@ class DataSpec(Section):
 
 
 class _Task(Section):
-    name: str | None = Field(None, description="Name for logs and result keys; default: TYPE/DATA-FOLDER-NAME.")
+    name: str | None = Field(None, description="Name for logs and result keys; default: TYPE/MODALITIES, e.g. "
+                                                "zeroshot_classification/image or retrieval/image-text.")
     data: DataSpec = Field(description="The evaluation data.")
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.type}/{Path(self.data.path).stem}"
+        """The name, else the default, which leaves out the data's path so that the same task on the same data
+        is named alike from class folders, shards or a manifest, and from `mmcl eval` or training."""
+        return self.name or f"{self.type}/{'-'.join(sorted(self.measured, key=NAME_ORDER.index))}"
 
 
 class ZeroShotClassificationTask(_Task):
@@ -43,10 +46,15 @@ class ZeroShotClassificationTask(_Task):
     modality: Literal["image", "audio"] = Field("image", description="The query modality.")
     templates: list[str] | str | None = Field(
         None, description="Prompt templates with {c} for the class name: a list, or a file with one per line; "
-                          "default: the dataset's templates file, else a built-in set for the modality.")
+                          "default: the dataset's templates file, else the built-in set for the modality (the same for "
+                          "every data route). The result records the set used and where it came from.")
     allow_missing_classes: bool = Field(
         False, description="Accept class names that no sample carries (they still compete as wrong answers); "
                            "off, such a mismatch between class names and labels is an error.")
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return (self.modality,)
 
 
 class _ModalitiesTask(_Task):
@@ -58,6 +66,10 @@ class _ModalitiesTask(_Task):
         if len(set(value)) != len(value):
             raise ValueError(f"the modalities must differ, got {list(value)}")
         return value
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return tuple(self.modalities)
 
 
 class RetrievalTask(_ModalitiesTask):
@@ -105,3 +117,12 @@ class EvalConfig(Section):
     image_limits: ImageLimits = Field(default_factory=ImageLimits,
                                       description="Images skipped (and counted) from their header alone; large "
                                       "JPEGs decoded at the reduced scale the image tower needs.")
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [task.label for task in self.tasks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:  # results and logged metrics are keyed by name
+            raise ValueError(f"several tasks are named {repeated[0]!r}; give each a distinct `name` (unnamed "
+                             "tasks are named TYPE/MODALITIES)")
+        return self

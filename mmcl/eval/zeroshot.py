@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 
-from mmcl.errors import UserError
-from mmcl.eval.datasets import read_lines
 from mmcl.eval.embed import embed_text, refuse_nonfinite
 from mmcl.eval.metrics import (confusion_matrix, mean_per_class_recall, per_class_recall, require_finite,
                                topk_accuracy)
-
-DEFAULT_TEMPLATES = {
-    "image": ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.", "a {c}."),
-    "audio": ("This is a sound of {c}.",),  # LAION-CLAP's ESC-50 prompt
-}
-
-
-def check_templates(templates: list[str], where: str) -> list[str]:
-    bad = [t for t in templates if "{c}" not in t]
-    if not templates or bad:
-        raise UserError(f"{where}: every template needs a {{c}} placeholder" + (f"; bad: {bad[0]!r}" if bad else ""))
-    return templates
-
-
-def read_templates(path: str | Path) -> list[str]:
-    """Prompt templates, one per line with `{c}` where the class name goes (CLIP_benchmark's format)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: templates file not found")
-    return check_templates(read_lines(path), str(path))
 
 
 def prompts(classnames: list[str], templates: Iterable[str]) -> list[list[str]]:
@@ -52,7 +29,8 @@ def class_embeddings(model, tokenizer, classnames: list[str], templates: Iterabl
 
 
 def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Top-1 (and top-5 from five classes up), mean per-class recall, per-class recall and the confusion matrix."""
+    """Top-1 (and top-5 from five classes up), mean per-class recall, per-class recall, the confusion matrix, and
+    the two baselines top-1 is read against: uniform chance and the majority-class rate."""
     require_finite(query, "query embeddings")
     require_finite(classes, "class embeddings")
     scores = query @ classes.T
@@ -66,7 +44,17 @@ def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: t
         "num_samples": int(labels.numel()),
         "num_classes": num_classes,
         "chance_top1": 1.0 / num_classes,
+        **majority_class(labels, num_classes),
     }
     if metrics["top5"] is None:
         metrics["top5_note"] = f"top-5 is undefined with {num_classes} classes"
     return metrics
+
+
+def majority_class(labels: torch.Tensor, num_classes: int) -> dict:
+    """Items per class, and the top-1 of always answering the largest class.
+
+    On an unbalanced set this, not 1/classes, is the rate a model must beat to have learnt anything.
+    """
+    counts = torch.bincount(labels, minlength=num_classes)
+    return {"class_counts": counts.tolist(), "majority_top1": counts.max().item() / labels.numel()}
