@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from data_tools.audio import AudioOptions
+from data_tools.fingerprints import PHASH_DISTANCE
 from data_tools.image import FORMATS, RESIZE_MODES, ImageOptions
 from data_tools.manifests import ManifestColumns
 from data_tools.sample import SampleOptions
@@ -19,8 +20,10 @@ examples:
   mmcl shards prepare pairs.csv.gz --output shards/ --caption-col text --workers 4 \\
       --image-size 256 --resize-mode center_crop
   mmcl shards prepare pairs.parquet --output shards/ --num-parts 8 --part $SLURM_ARRAY_TASK_ID
+  mmcl shards prepare labels.csv --output eval_wds/ --label-col category --eval-of shards/
 
 Re-running on the same --output resumes: finished shards are kept, the rest are redone.
+A run that writes no sample at all fails, naming the commonest reasons.
 """
 
 
@@ -35,6 +38,7 @@ def _lines(path: str | None, flag: str) -> list[str] | None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from data_tools.overlap import overlap_lines
     from data_tools.prepare import prepare_shards
 
     options = SampleOptions(
@@ -72,8 +76,11 @@ def _prepare(args: argparse.Namespace) -> int:
         part=args.part,
         classnames=_lines(args.classnames, "--classnames"),
         templates=_lines(args.templates, "--templates"),
+        eval_of=args.eval_of,
         progress=not args.quiet,
     )
+    if summary["shard_size_note"]:
+        print(summary["shard_size_note"])
     print(
         f"{summary['output']}: wrote {summary['shards_written']} shard(s) "
         f"({summary['shards_resumed']} already complete), {summary['samples_written']} samples, "
@@ -83,6 +90,12 @@ def _prepare(args: argparse.Namespace) -> int:
         print("other parts are still outstanding; the last one to finish (or `mmcl shards merge`) writes sizes.json")
     else:
         _print_merged(summary["merged"])
+    if summary["overlap"] is not None:
+        lines = overlap_lines(summary["overlap"])
+        print(("warning: " if summary["overlap"]["overlapping"] else "") + "\n".join(lines))
+        if summary["overlap"]["overlapping"]:
+            print(f"`mmcl shards verify {summary['output']} --against {args.eval_of}` fails on this; remove them from "
+                  "the evaluation input (or the training input) and prepare again")
     return 0
 
 
@@ -106,15 +119,19 @@ def _merge(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from data_tools.verify import verify
 
-    report = verify(Path(args.output), workers=args.workers)
+    report = verify(Path(args.output), workers=args.workers, against=args.against)
     print(json.dumps(report, indent=2) if args.json else _report_text(report))
     return 0 if report["ok"] else 1
 
 
 def _report_text(report: dict) -> str:
+    from data_tools.overlap import overlap_lines
+
     lines = [f"{report['output']}: {report['samples']} samples in {report['shards']} shard(s) read back"]
     lines += [f"  problem: {p}" for p in report["problems"]]
     lines += [f"  note: {n}" for n in report["notes"]]
+    if report["overlap"] is not None:
+        lines += ["  " + line for line in overlap_lines(report["overlap"])]
     lines.append("OK" if report["ok"] else f"FAILED: {len(report['problems'])} problem(s)")
     return "\n".join(lines)
 
@@ -144,7 +161,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--class-folders", action="store_true", help="SOURCE is CLASS/NAME.ext; labels go to cls, class names to classnames.txt")
     p.add_argument("--layout", default="auto", choices=["auto", "folder", "class_folders", "manifest"], help="input kind (default: from SOURCE)")
     g = p.add_argument_group("shards")
-    g.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard (default 10000)")
+    g.add_argument("--shard-size", type=int, default=None, help="max samples per shard (default: the sample count / 16, "
+                   "kept within 16..10000, so small sets still have a shard for each of several processes x loader workers)")
     g.add_argument("--shard-bytes", type=int, default=None, help="also close a shard once its source files reach this many bytes")
     g.add_argument("--pattern", default="shard-%06d.tar", help="shard file name pattern (default shard-%%06d.tar)")
     g.add_argument("--workers", type=int, default=1, help="worker processes, one shard each at a time (default 1)")
@@ -157,7 +175,8 @@ def _add_prepare(sub) -> None:
     g.add_argument("--image-col", help="column with image paths (relative to the manifest's directory)")
     g.add_argument("--audio-col", help="column with audio paths")
     g.add_argument("--caption-col", action="append", help="caption column; repeat for several (a list cell gives several)")
-    g.add_argument("--label-col", help="integer label column, written as cls")
+    g.add_argument("--label-col", help="label column, written as cls: class indices, or class names such as 'dog' "
+                   "(numbered by --classnames, else in sorted order, and written to classnames.txt)")
     g.add_argument("--key-col", help="column with sample keys (default: the row number)")
     g.add_argument("--keep-col", action="append", help="extra column to keep in the sample's json; repeatable")
     g = p.add_argument_group("images")
@@ -174,8 +193,11 @@ def _add_prepare(sub) -> None:
     g.add_argument("--audio-max-seconds", type=float, help="keep at most this many seconds")
     g = p.add_argument_group("text and evaluation sets")
     g.add_argument("--no-fix-text", action="store_true", help="do not repair broken unicode with ftfy (whitespace is still collapsed)")
-    g.add_argument("--classnames", help="file with one class name per line (default: class folder names, _ as space)")
+    g.add_argument("--classnames", help="file with one class name per line: a manifest's text labels are numbered by "
+                   "it, and a label not in it is skipped (default: class folder names or sorted labels, _ as space)")
     g.add_argument("--templates", help="file with one zero-shot template per line using {c} (default: a small photo set)")
+    g.add_argument("--eval-of", metavar="TRAIN", help="this is an evaluation set for the training shards in TRAIN: once "
+                   "written, warn about samples whose image or audio is also there (see `verify --against`)")
     p.set_defaults(func=_prepare)
 
 
@@ -192,6 +214,9 @@ def register(shards) -> None:
     p.add_argument("output", help="shard directory")
     p.add_argument("--workers", type=int, default=1, help="processes reading shards in parallel")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--against", metavar="TRAIN", help="also fail if a sample's image or audio file is in the training "
+                   f"shards in TRAIN, byte for byte or as a re-encoded/resized picture (perceptual hashes at most "
+                   f"{PHASH_DISTANCE} bits apart), naming each")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("stats", help="summarise a shard set",

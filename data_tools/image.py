@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from data_tools.errors import SampleError
+from data_tools.fingerprints import image_phash
 from mmcl.data.image import MAX_PIXELS
 from mmcl.errors import UserError
 
 RESIZE_MODES = ("none", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 FORMATS = ("auto", "jpg", "webp", "png", "keep")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+RESIZE_EFFECTS = ("cropped", "padded", "upscaled")
 _PIL_FORMAT = {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}
 _EXT_OF_PIL_FORMAT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
@@ -74,16 +76,36 @@ def _check_output_size(width: int, height: int, opts: ImageOptions, source: str)
                           f"over {opts.max_pixels} pixels (--max-pixels)")
 
 
+def resize_effects(width: int, height: int, opts: ImageOptions) -> dict[str, bool]:
+    """What resizing a width x height image does to it besides scaling: ``cropped`` (center_crop cut content off),
+    ``padded`` (border added bars) and ``upscaled`` (enlarged, as it was smaller than the target)."""
+    if opts.resize_mode == "none":
+        return dict.fromkeys(RESIZE_EFFECTS, False)
+    target = _target_size(width, height, opts)
+    return {
+        "cropped": opts.resize_mode == "center_crop" and _output_size(width, height, opts) != target,
+        "padded": opts.resize_mode == "border" and target != (opts.size, opts.size),
+        "upscaled": target[0] > width,
+    }
+
+
 def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | None = None) -> Image.Image:
-    """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check.
+    """Decode fully (so truncation is caught here, not by a reader later) after a header-only size check."""
+    return _decode(data, source, max_pixels, opts)[0]
+
+
+def _decode(data: bytes, source: str, max_pixels: int, opts: ImageOptions | None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image and the size its header gives.
 
     With resize options, a JPEG is decoded at the smallest DCT scale that still covers the
-    target size (Pillow's draft mode, as ``Image.thumbnail`` does): several times faster.
+    target size (Pillow's draft mode, as ``Image.thumbnail`` does): several times faster, but the
+    image is then smaller than the source, hence the header's size beside it.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            header_size = img.size
             if img.width * img.height > max_pixels:
                 raise SampleError("too_many_pixels", f"{source}: {img.width}x{img.height} exceeds {max_pixels} pixels")
             if opts is not None and opts.resize_mode != "none":
@@ -97,7 +119,7 @@ def open_image(data: bytes, source: str, max_pixels: int, opts: ImageOptions | N
         raise
     except Exception as err:  # Pillow's decoders raise many types (struct.error, IndexError...) on corrupt data
         raise SampleError("bad_image", f"{source}: {type(err).__name__}: {err}") from None
-    return img
+    return img, header_size
 
 
 def _resample_filter(new_width: float, old_width: float) -> Image.Resampling:
@@ -130,16 +152,26 @@ def resize(img: Image.Image, opts: ImageOptions) -> Image.Image:
     return img
 
 
-def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, bytes, tuple[int, int]]:
-    """Return (extension, encoded bytes, (width, height) as stored) or raise SampleError."""
-    img = open_image(data, source, opts.max_pixels, opts)
+def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, bytes, dict]:
+    """Return (extension, encoded bytes, facts for the manifest) or raise SampleError.
+
+    The facts: the size stored and the source's, what resizing did (resize_effects), and the
+    decoded image's perceptual hash (image_phash), close for re-encoded or resized copies.
+    """
+    img, (width, height) = _decode(data, source, opts.max_pixels, opts)
+    facts = {"source_width": width, "source_height": height, **resize_effects(width, height, opts),
+             "image_phash": image_phash(img)}
     keep = opts.format == "keep" or (opts.format == "auto" and opts.resize_mode == "none")
     if keep and img.format in _EXT_OF_PIL_FORMAT:
-        return _EXT_OF_PIL_FORMAT[img.format], data, img.size
+        return _EXT_OF_PIL_FORMAT[img.format], data, {"image_width": width, "image_height": height, **facts}
     # A kept image in a format readers do not expect (gif, bmp, tiff) is stored losslessly as png.
     fmt = "png" if keep else "jpg" if opts.format == "auto" else opts.format
-    # Re-encoding drops EXIF, so apply its orientation now or phone photos end up sideways.
-    img = resize(ImageOps.exif_transpose(img).convert("RGB"), opts)
+    try:
+        # Re-encoding drops EXIF, so apply its orientation now or phone photos end up sideways.
+        rgb = ImageOps.exif_transpose(img).convert("RGB")
+    except ValueError as err:  # a mode Pillow cannot convert (LAB, La)
+        raise SampleError("bad_image", f"{source}: {err}") from None
+    img = resize(rgb, opts)
     out = io.BytesIO()
     img.save(out, format=_PIL_FORMAT[fmt], quality=opts.quality)
-    return fmt, out.getvalue(), img.size
+    return fmt, out.getvalue(), {"image_width": img.width, "image_height": img.height, **facts}

@@ -3,7 +3,7 @@
 Text manifests are decoded with ``surrogateescape`` so that one row with bytes that are not
 UTF-8 becomes one failed sample (reason ``bad_encoding``) instead of aborting the whole file. Likewise a
 media cell that is not a path (``bad_manifest_row``) and, in a manifest with a label column, a row whose label
-is empty, null, missing or not a class index (``bad_label``) fail alone.
+is empty, null, missing or neither a class index nor a class name (``bad_label``, see labels.py) fail alone.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from data_tools.errors import SampleError
+from data_tools.labels import MISSING, resolve
 from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import as_captions, is_utf8
-from mmcl.data.label import parse_label
 from mmcl.errors import UserError
 
 
@@ -104,17 +104,6 @@ def _media_path(value: Any, field: str) -> str | None:
     raise ValueError(f"{field} {repr(value)[:40]} is a {type(value).__name__}, expected a path string")
 
 
-def _label(value: Any) -> int:
-    """A label cell as a class index, checked by mmcl's parse_label; ValueError naming what is wrong."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"the label is {'null' if value is None else 'empty'}; every row of a labelled manifest needs one")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # pandas stores an integer column that had gaps as floats
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"label {repr(value)[:40]} is a {type(value).__name__}, expected a class index")
-    return parse_label(str(value))
-
-
 def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[str, Any]) -> SampleSpec:
     key = row.get(cols["key"])
     spec = SampleSpec(key=f"{index:09d}" if key in (None, "") else make_key(str(key)), source=source)
@@ -131,42 +120,45 @@ def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[st
     except SampleError as err:
         spec.error = (err.reason, err.detail)
         return spec
-    if cols["label"] in row:
-        try:
-            spec.label = _label(row[cols["label"]])
-        except ValueError as err:
-            spec.error = ("bad_label", f"{source}: {err}")
     spec.meta = {name: row.get(name) for name in cols["keep"]}
     return spec
 
 
-def _require_labels(specs: list[SampleSpec], column: str) -> None:
-    """In a labelled manifest a row without a label would silently become an unlabelled sample: a failure instead.
+def _assign_labels(specs: list[SampleSpec], cells: list, column: str, classnames: list[str] | None) -> list[str]:
+    """Class indices onto the specs, or a bad_label failure; only known once every row is read, as the column
+    holds indices or names by what all its cells hold, and a jsonl row may leave it out."""
+    resolved, names = resolve(cells, column, classnames)
+    for spec, label in zip(specs, resolved):
+        if spec.error is not None:
+            continue
+        if isinstance(label, str):
+            spec.error = ("bad_label", f"{spec.source}: {label}")
+        else:
+            spec.label = label
+    return names
 
-    Only known once every row is read, as a jsonl row may leave the column out.
-    """
-    for spec in specs:
-        if spec.label is None and spec.error is None:
-            spec.error = ("bad_label", f"{spec.source}: no {column!r}, which every row of a labelled manifest needs")
 
-
-def read_manifest(path: Path, columns: ManifestColumns) -> list[SampleSpec]:
-    """One spec per data row, in file order; relative paths are taken from the manifest's directory.
+def read_manifest(path: Path, columns: ManifestColumns, classnames: list[str] | None = None) -> tuple[list[SampleSpec], list[str]]:
+    """One spec per data row, in file order, and the class names when labels are names (else empty); relative
+    paths are taken from the manifest's directory.
 
     Rows are streamed (only the specs are kept), and column names are checked against every
     name seen once the file has been read, since jsonl rows need not all have the same keys.
     """
-    cols, seen, specs = columns.to_read(), set(), []
+    cols, seen, specs, label_cells = columns.to_read(), set(), [], []
     for index, (row, problem) in enumerate(_rows(path)):
         source = f"{path} row {index + 1}"
         if row is None:
             specs.append(SampleSpec(key=f"{index:09d}", source=source, error=("bad_manifest_row", f"{source}: {problem}")))
+            label_cells.append(MISSING)
             continue
         seen.update(row)
         if _not_utf8(list(row.values())):
             specs.append(SampleSpec(key=f"{index:09d}", source=source, error=("bad_encoding", f"{source}: not UTF-8")))
+            label_cells.append(MISSING)  # its label is no class name to number
         else:
             specs.append(_spec_from_row(row, index, source, path.parent, cols))
+            label_cells.append(row.get(cols["label"], MISSING))
     if not seen:
         raise UserError(f"{path}: the manifest has no readable rows")
     listing = ", ".join(sorted(map(str, seen)))
@@ -175,7 +167,6 @@ def read_manifest(path: Path, columns: ManifestColumns) -> list[SampleSpec]:
             raise UserError(f"{path}: no column {name!r} (columns: {listing})")
     if not any(name in seen for name in (cols["image"], cols["audio"], *cols["captions"])):
         raise UserError(f"{path}: no image, audio or caption column; name them with --image-col/--audio-col/--caption-col (columns: {listing})")
-    if cols["label"] in seen:
-        _require_labels(specs, cols["label"])
+    names = _assign_labels(specs, label_cells, cols["label"], classnames) if cols["label"] in seen else []
     mark_duplicate_keys(specs)
-    return specs
+    return specs, names

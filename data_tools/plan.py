@@ -14,6 +14,22 @@ from data_tools.sample import content_hash
 from data_tools.spec import SampleSpec
 from mmcl.errors import UserError
 
+# Without --shard-size: enough shards for several processes x loader workers to each read their own (a loader refuses
+# fewer shards than it has readers), but no shard so small that files outnumber samples, and at most what
+# img2dataset and open_clip's tooling use for large sets.
+AUTO_SHARDS = 16
+AUTO_MIN_SIZE = 16
+AUTO_MAX_SIZE = 10_000
+
+
+def auto_shard_size(n_samples: int) -> tuple[int, str]:
+    """The shard size for ``n_samples`` listed samples, and one line saying why; a function of the count alone, so
+    a rerun or another --part of the same input chooses the same."""
+    size = min(AUTO_MAX_SIZE, max(AUTO_MIN_SIZE, -(-n_samples // AUTO_SHARDS)))
+    n_shards = -(-n_samples // size)
+    return size, (f"shard size {size} for {n_samples} samples ({n_shards} shard(s)): the default aims at "
+                  f"{AUTO_SHARDS} shards of {AUTO_MIN_SIZE} to {AUTO_MAX_SIZE} samples; --shard-size overrides it")
+
 
 def _source_bytes(spec: SampleSpec) -> int:
     total = 0

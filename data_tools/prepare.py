@@ -2,17 +2,16 @@
 
 Each shard is one task for a worker process, so workers never share a file and a shard's
 content does not depend on how many workers ran. Re-running on the same output skips
-complete shards (resume); ``prepare.json`` guards against resuming with different inputs.
+complete shards (resume); ``prepare.json`` guards against resuming with different inputs (resume.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import multiprocessing
 import queue
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -20,10 +19,12 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from data_tools.files import PLAN, read_json, remove_temps, shard_manifest_path, shard_stats_path, write_json
+from data_tools.files import read_json, remove_temps, shard_manifest_path, shard_stats_path
 from data_tools.manifests import ManifestColumns
-from data_tools.merge import is_complete, merge, shard_names
-from data_tools.plan import mark_content_duplicates, part_shards, shard_ranges
+from data_tools.merge import is_complete, merge, require_samples, shard_names
+from data_tools.overlap import find_overlap
+from data_tools.plan import auto_shard_size, mark_content_duplicates, part_shards, shard_ranges
+from data_tools.resume import check_and_write_plan, fingerprint
 from data_tools.sample import SampleOptions
 from data_tools.sources import load_specs
 from data_tools.writer import write_shard
@@ -75,11 +76,14 @@ def _check_pattern(pattern: str) -> None:
         raise UserError(f"--pattern {pattern!r}: must be a file name ending in .tar with an integer field, e.g. shard-%06d.tar")
 
 
-def _fingerprint(specs, settings: dict) -> str:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for spec in specs:
-        digest.update(json.dumps([spec.key, spec.paths(), spec.captions, spec.label, spec.error], default=str).encode())
-    return digest.hexdigest()
+def _check_part_wrote_samples(output: Path, names: list[str], mine: range, part: int) -> None:
+    """Before the set can be merged, judge this part alone: its shards written now and those kept from before."""
+    per_shard = [read_json(shard_stats_path(output / names[i])) for i in mine]
+    summed = {"count": sum(s["count"] for s in per_shard), "successes": sum(s["successes"] for s in per_shard),
+              "failures_by_reason": sum((Counter(s["failures_by_reason"]) for s in per_shard), Counter()),
+              "failures": [f for s in per_shard for f in s["failures"]]}
+    require_samples(summed, f"{output}: none of the {summed['count']} samples of --part {part} was written",
+                    f"this part's *_stats.json files in {output}")
 
 
 def _run(jobs: list[tuple[Path, list]], opts: SampleOptions, workers: int, on_progress: Callable[[int, int], None]) -> list[dict]:
@@ -109,7 +113,7 @@ def prepare_shards(
     *,
     layout: str = "auto",
     columns: ManifestColumns = ManifestColumns(),
-    shard_size: int = 10_000,
+    shard_size: int | None = None,
     shard_bytes: int | None = None,
     pattern: str = "shard-%06d.tar",
     options: SampleOptions = SampleOptions(),
@@ -119,45 +123,52 @@ def prepare_shards(
     part: int = 0,
     classnames: list[str] | None = None,
     templates: list[str] | None = None,
+    eval_of: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Write WebDataset shards for ``source`` into ``output``.
 
     ``layout`` is ``folder`` (files sharing a stem form a sample), ``class_folders``
     (``CLASS/NAME.ext``, labels from sorted class names), ``manifest`` (csv/tsv/jsonl/parquet,
-    optionally .gz) or ``auto``. Returns a summary; ``summary["merged"]`` holds the set-level
-    stats once every part has finished (None while parts are outstanding).
+    optionally .gz) or ``auto``. Without ``shard_size`` it is chosen from the sample count
+    (plan.auto_shard_size). ``eval_of`` names a training set to look for this set's samples in
+    once the set is complete (overlap.py). Returns a summary; ``summary["merged"]`` holds the
+    set-level stats once every part has finished (None while parts are outstanding).
+    Raises UserError when no sample at all could be written.
     """
     source, output = Path(source), Path(output)
     _check_pattern(pattern)
-    specs, found_classes = load_specs(source, layout, columns, output)
+    if eval_of is not None and not Path(eval_of).is_dir():
+        raise UserError(f"--eval-of {eval_of}: not a directory of training shards")
+    specs, found_classes = load_specs(source, layout, columns, output, classnames)
     if not specs:
         raise UserError(f"{source}: found no samples (expected e.g. NAME.jpg + NAME.txt, or CLASS/NAME.jpg with --class-folders)")
     if classnames and found_classes and len(classnames) != len(found_classes):
         raise UserError(f"--classnames: {len(classnames)} names given for {len(found_classes)} class folders in {source}")
     if dedup:
         mark_content_duplicates(specs)
+    size_note = None
+    if shard_size is None:
+        shard_size, size_note = auto_shard_size(len(specs))
     ranges = shard_ranges(specs, shard_size, shard_bytes)
     mine = part_shards(len(ranges), num_parts, part)
 
     settings = {"layout": layout, "shard_size": shard_size, "shard_bytes": shard_bytes, "pattern": pattern,
                 "options": asdict(options), "dedup": dedup}
+    plan_fingerprint, listing = fingerprint(specs, settings)
     plan = {
         "source": str(source.resolve()),
         "n_shards": len(ranges),
         "n_samples": len(specs),
         "pattern": pattern,
         "settings": settings,
-        "fingerprint": _fingerprint(specs, settings),
+        "fingerprint": plan_fingerprint,
+        "listing": listing,
         "classnames": classnames or found_classes,
         "templates": templates,
     }
     output.mkdir(parents=True, exist_ok=True)
-    if (output / PLAN).exists():
-        previous = read_json(output / PLAN)
-        if previous.get("fingerprint") != plan["fingerprint"]:
-            raise UserError(f"{output / PLAN}: this output was prepared from other inputs or options; use a new --output or delete it")
-    write_json(output / PLAN, plan)
+    check_and_write_plan(output, plan)
 
     names = shard_names(plan)
     todo = [i for i in mine if not is_complete(output, names[i])]
@@ -182,12 +193,19 @@ def prepare_shards(
     finally:
         bar.close()
     finished = all(is_complete(output, n) for n in names)
+    if not finished:
+        _check_part_wrote_samples(output, names, mine, part)
+    merged = merge(output) if finished else None
     return {
         "output": str(output),
+        "shard_size": shard_size,
+        "shard_size_note": size_note,
         "shards_in_part": len(mine),
         "shards_written": len(written),
         "shards_resumed": len(mine) - len(written),
         "samples_written": sum(s["successes"] for s in written),
         "samples_failed": sum(s["failed"] for s in written),
-        "merged": merge(output) if finished else None,
+        "merged": merged,
+        # Only a complete set is compared: the part that merges reports for all.
+        "overlap": find_overlap(output, Path(eval_of)) if merged is not None and eval_of is not None else None,
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from data_tools.audio import AudioOptions, process_audio
 from data_tools.errors import SampleError
+from data_tools.fingerprints import sha256
 from data_tools.image import ImageOptions, process_image
 from data_tools.spec import SampleSpec
 from data_tools.text import as_captions, decode_caption_file, normalize_captions
@@ -61,8 +62,8 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
     sample: dict[str, bytes] = {"__key__": spec.key}
 
     if spec.image:
-        ext, sample_bytes, (info["image_width"], info["image_height"]) = process_image(files[spec.image], spec.image, opts.image)
-        sample[ext] = sample_bytes
+        ext, sample[ext], image_facts = process_image(files[spec.image], spec.image, opts.image)
+        info.update(image_facts, image_sha256=sha256(files[spec.image]))
 
     meta, sidecar_captions = _sidecar(files[spec.meta_path], spec.meta_path) if spec.meta_path else ({}, [])
     meta = {**spec.meta, **meta}
@@ -78,6 +79,7 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
 
     if spec.audio:
         sample["flac"], info["audio_seconds"] = process_audio(files[spec.audio], spec.audio, opts.audio)
+        info["audio_sha256"] = sha256(files[spec.audio])
     if not (spec.image or spec.audio or captions):
         raise SampleError("no_content", f"{spec.source}: no image, audio or caption")
     if spec.label is not None:

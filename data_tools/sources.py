@@ -80,8 +80,10 @@ def detect_layout(source: Path) -> str:
     raise UserError(f"{source}: not a directory or a manifest ({', '.join(MANIFEST_SUFFIXES)}, optionally .gz)")
 
 
-def load_specs(source: Path, layout: str, columns, output: Path | None = None) -> tuple[list[SampleSpec], list[str]]:
-    """Specs in their final order, and the class names (empty unless the layout has classes)."""
+def load_specs(source: Path, layout: str, columns, output: Path | None = None,
+               classnames: list[str] | None = None) -> tuple[list[SampleSpec], list[str]]:
+    """Specs in their final order, and the class names found (empty unless the input names classes); a
+    manifest's text labels are numbered by ``classnames`` when given."""
     if not source.exists():
         raise UserError(f"{source}: no such file or directory")
     if layout not in LAYOUTS:
@@ -91,7 +93,7 @@ def load_specs(source: Path, layout: str, columns, output: Path | None = None) -
     if layout == "manifest":
         if source.is_dir():
             raise UserError(f"{source}: a manifest must be a file, this is a directory")
-        return read_manifest(source, columns), []
+        return read_manifest(source, columns, classnames)
     if not source.is_dir():
         raise UserError(f"{source}: {layout} input must be a directory")
     return scan_folder(source, class_folders=layout == "class_folders", skip=output)

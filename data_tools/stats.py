@@ -3,6 +3,7 @@ optionally the sizes.json that sets written by other tools lack, counted from th
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -71,6 +72,7 @@ def collect_stats(output: Path, write_sizes: bool = False) -> tuple[dict, dict[s
     if write_sizes:
         _write_counted_sizes(output, counts, damaged)
     prepared = read_json(output / STATS) if (output / STATS).exists() else None
+    plan = read_json(output / PLAN) if (output / PLAN).exists() else None
     summary = {
         "output": str(output),
         "shards": len(shards),
@@ -79,6 +81,9 @@ def collect_stats(output: Path, write_sizes: bool = False) -> tuple[dict, dict[s
         **{name: _describe(v) for name, v in values.items()},
         "audio_hours": round(sum(values["audio_seconds"]) / 3600, 4),
         "skipped_when_prepared": prepared["failures_by_reason"] if prepared else None,
+        # cropped / padded / upscaled, counted by prepare: the shards alone no longer show it.
+        "images_resized_when_prepared": prepared.get("images_resized") if prepared else None,
+        "image_options_when_prepared": plan["settings"]["options"]["image"] if plan else None,
         "read_failures_by_reason": dict(sorted(failures.items())),
         "read_problems": problems,
         "sizes_written": str(output / SIZES) if write_sizes else None,
@@ -86,20 +91,40 @@ def collect_stats(output: Path, write_sizes: bool = False) -> tuple[dict, dict[s
     return summary, values
 
 
+def number(value: float) -> str:
+    """A whole number as an integer, anything else to 4 significant digits (more only before the point)."""
+    if float(value).is_integer():
+        return str(int(value))
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def _resized_line(summary: dict) -> str | None:
+    resized, options = summary["images_resized_when_prepared"], summary["image_options_when_prepared"]
+    if resized is None or options is None or options["resize_mode"] == "none":
+        return None
+    changed = ", ".join(f"{number(n)} {effect}" for effect, n in resized.items())
+    how = f"--resize-mode {options['resize_mode']} --image-size {options['size']}"
+    return f"  images when prepared ({how}): {changed}"
+
+
 def render_text(summary: dict) -> str:
-    lines = [f"{summary['output']}: {summary['samples']} samples in {summary['shards']} shard(s)"]
-    lines += [f"  with {name}: {n}" for name, n in summary["samples_with"].items()]
+    lines = [f"{summary['output']}: {number(summary['samples'])} samples in {summary['shards']} shard(s)"]
+    lines += [f"  with {name}: {number(n)}" for name, n in summary["samples_with"].items()]
     for name in ("caption_chars", "captions_per_sample", "image_width", "image_height", "audio_seconds"):
         d = summary[name]
         if d:
-            lines.append(f"  {name}: min {d['min']}  mean {d['mean']}  median {d['median']}  max {d['max']}")
+            lines.append(f"  {name}: " + "  ".join(f"{stat} {number(d[stat])}" for stat in ("min", "mean", "median", "max")))
     if summary["audio_seconds"]:
-        lines.append(f"  audio total: {summary['audio_hours']} h")
+        lines.append(f"  audio total: {number(summary['audio_hours'])} h")
+    resized = _resized_line(summary)
+    if resized:
+        lines.append(resized)
     skipped = summary["skipped_when_prepared"]
     if skipped is None:
         lines.append("  skipped when prepared: unknown (no stats.json)")
     else:
-        lines.append("  skipped when prepared: " + (", ".join(f"{n} {r}" for r, n in skipped.items()) or "none"))
+        lines.append("  skipped when prepared: " + (", ".join(f"{number(n)} {r}" for r, n in skipped.items()) or "none"))
     if summary["read_failures_by_reason"]:
         lines.append("  entries that do not decode: " + ", ".join(f"{n} {r}" for r, n in summary["read_failures_by_reason"].items()))
     lines += [f"  read problem: {p}" for p in summary["read_problems"]]

@@ -10,6 +10,7 @@ import multiprocessing
 from pathlib import Path
 
 from data_tools.files import PLAN, SIZES, TMP_SUFFIX, read_json
+from data_tools.overlap import find_overlap
 from data_tools.readback import read_shard
 from mmcl.errors import UserError
 
@@ -42,8 +43,11 @@ def _read_sizes(output: Path, problems: list[str], notes: list[str]) -> dict | N
     return sizes
 
 
-def verify(output: Path, workers: int = 1) -> dict:
-    """Return a report; ``report["ok"]`` is False if any problem was found."""
+def verify(output: Path, workers: int = 1, against: str | Path | None = None) -> dict:
+    """Return a report; ``report["ok"]`` is False if any problem was found.
+
+    ``against`` names a training set: a sample whose image or audio is also there is a problem too (overlap.py).
+    """
     if not output.is_dir():
         raise UserError(f"{output}: not a directory")
     shards = sorted(output.glob("*.tar"))
@@ -68,5 +72,11 @@ def verify(output: Path, workers: int = 1) -> dict:
             problems.append(f"{name}: {count} samples read, {SIZES} says {sizes[name]}")
     if not shards:
         problems.append("no *.tar shards found")
+    elif not total:
+        problems.append(f"no samples: the {len(shards)} shard(s) are empty")
+    overlap = find_overlap(output, Path(against)) if against is not None else None
+    if overlap and overlap["overlapping"]:
+        problems.append(f"{overlap['overlapping']} of {overlap['eval_samples']} samples are also in the training set "
+                        f"{against} (each named in the overlap report)")
     return {"output": str(output), "shards": len(shards), "samples": total, "problems": problems, "notes": notes,
-            "ok": not problems}
+            "overlap": overlap, "ok": not problems}

@@ -17,6 +17,7 @@ from webdataset import TarWriter
 
 from data_tools.errors import SampleError
 from data_tools.files import parquet_bytes, temp_path, shard_manifest_path, shard_stats_path, write_atomic, write_json
+from data_tools.image import RESIZE_EFFECTS
 from data_tools.sample import SampleOptions, build_sample
 from data_tools.spec import SampleSpec
 
@@ -31,8 +32,16 @@ MANIFEST_SCHEMA = pyarrow.schema(
         ("hash", pyarrow.string()),
         ("source_bytes", pyarrow.int64()),
         ("bytes", pyarrow.int64()),  # as stored in the shard
-        ("image_width", pyarrow.int32()),
+        ("image_width", pyarrow.int32()),  # as stored
         ("image_height", pyarrow.int32()),
+        ("source_width", pyarrow.int32()),
+        ("source_height", pyarrow.int32()),
+        ("cropped", pyarrow.bool_()),  # what resizing did (image.resize_effects)
+        ("padded", pyarrow.bool_()),
+        ("upscaled", pyarrow.bool_()),
+        ("image_sha256", pyarrow.string()),  # of the source file: exact copies in other sets (overlap.py)
+        ("image_phash", pyarrow.int64()),  # near copies (fingerprints.py)
+        ("audio_sha256", pyarrow.string()),
         ("audio_seconds", pyarrow.float64()),
         ("captions", pyarrow.int32()),
         ("caption_chars", pyarrow.int32()),  # mean length of the sample's captions
@@ -66,6 +75,7 @@ def write_shard(
                 on_sample(record["status"] == "ok")
         tar.close()
     ok = len(specs) - len(failures)
+    resized = Counter(effect for r in records for effect in RESIZE_EFFECTS if r.get(effect))
     stats = {
         "shard": tar_path.name,
         "count": len(specs),
@@ -74,6 +84,7 @@ def write_shard(
         "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
         "failures": failures,
         "entries_by_extension": dict(sorted(modalities.items())),
+        "images_resized": {effect: resized[effect] for effect in RESIZE_EFFECTS},
         "bytes": tmp.stat().st_size,
         "start_time": started,
         "duration_seconds": round(time.time() - started, 3),

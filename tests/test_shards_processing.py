@@ -28,8 +28,10 @@ from tests.shards_fixtures import UserError, flac_bytes, image_bytes, make_pairs
 def test_resize_modes_give_the_documented_size(mode, only_if_bigger, expected):
     size = 100 if only_if_bigger else 20
     opts = ImageOptions(size=size, resize_mode=mode, only_if_bigger=only_if_bigger)
-    ext, data, stored = process_image(image_bytes((80, 40)), "x", opts)
+    ext, data, facts = process_image(image_bytes((80, 40)), "x", opts)
+    stored = (facts["image_width"], facts["image_height"])
     assert ext == "jpg" and stored == expected == Image.open(io.BytesIO(data)).size
+    assert (facts["source_width"], facts["source_height"]) == (80, 40)
 
 
 def test_border_pads_with_black_and_keeps_the_picture_centred():
@@ -40,8 +42,8 @@ def test_border_pads_with_black_and_keeps_the_picture_centred():
 
 def test_output_formats_and_keeping_original_bytes():
     png = image_bytes(fmt="PNG")
-    assert process_image(png, "x", ImageOptions(format="keep")) == ("png", png, (32, 24))
-    assert process_image(png, "x", ImageOptions()) == ("png", png, (32, 24))  # auto: no resize, no re-encoding
+    assert process_image(png, "x", ImageOptions(format="keep"))[:2] == ("png", png)
+    assert process_image(png, "x", ImageOptions())[:2] == ("png", png)  # auto: no resize, no re-encoding
     assert process_image(png, "x", ImageOptions(resize_mode="keep_ratio", size=12))[0] == "jpg"  # auto: resized -> jpg
     ext, data, _ = process_image(png, "x", ImageOptions(format="webp"))
     assert ext == "webp" and Image.open(io.BytesIO(data)).format == "WEBP"
@@ -56,7 +58,8 @@ def test_exif_orientation_is_applied_when_re_encoding():
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     out = io.BytesIO()
     Image.new("RGB", (40, 20)).save(out, format="JPEG", exif=exif)
-    assert process_image(out.getvalue(), "x", ImageOptions(format="png"))[2] == (20, 40)
+    facts = process_image(out.getvalue(), "x", ImageOptions(format="png"))[2]
+    assert (facts["image_width"], facts["image_height"]) == (20, 40)
     assert process_image(out.getvalue(), "x", ImageOptions(format="keep"))[1] == out.getvalue()  # kept bytes keep their EXIF
 
 

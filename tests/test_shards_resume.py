@@ -97,12 +97,29 @@ def test_an_output_inside_the_input_is_not_read_as_input(tmp_path, reference):
     assert _files(out) == expected
 
 
-def test_resuming_with_other_options_is_refused(tmp_path, reference):
+def test_resuming_with_other_options_is_refused_naming_each_difference(tmp_path, reference):
     src, _ = reference
     out = tmp_path / "out"
     prepare_shards(src, out, shard_size=4, progress=False)
-    with pytest.raises(UserError, match="prepare.json: this output was prepared from other inputs or options"):
-        prepare_shards(src, out, shard_size=5, progress=False)
+    with pytest.raises(UserError) as refused:
+        run_cli("shards", "prepare", src, "-o", out, "--shard-size", "5", "--resize-mode", "border", "--dedup", "--quiet")
+    message = str(refused.value)
+    assert message.startswith(f"{out / 'prepare.json'}: this output was prepared from other inputs or options")
+    assert "--shard-size 4 -> 5" in message and "--resize-mode none -> border" in message and "--dedup off -> on" in message
+    assert "another --output" in message and f"remove {out}" in message
+    assert "--image-size" not in message  # unchanged options are not named
+
+
+def test_resuming_from_another_input_is_refused_naming_it(tmp_path, reference):
+    src, _ = reference
+    out = tmp_path / "out"
+    prepare_shards(src, out, shard_size=4, progress=False)
+    (src / "img000.txt").unlink()  # same samples, one file fewer
+    with pytest.raises(UserError, match="the input's files, captions or labels changed .same number of samples"):
+        prepare_shards(src, out, shard_size=4, progress=False)
+    other = make_pairs(tmp_path / "other", 3)
+    with pytest.raises(UserError, match=f"SOURCE {src} -> {other}; samples listed 14 -> 3"):
+        prepare_shards(other, out, shard_size=4, progress=False)
 
 
 def test_two_workers_write_the_same_bytes_as_one(tmp_path, reference):
