@@ -6,8 +6,9 @@ from tests.shards_fixtures import UserError, make_pairs, run_cli
 
 
 @pytest.mark.parametrize("command, expected", [
-    ("prepare", ["--class-folders", "--num-parts", "--resize-mode", "--audio-rate", "--dedup", "resumes"]),
-    ("verify", ["sizes.json", "non-zero"]),
+    ("prepare", ["--class-folders", "--num-parts", "--resize-mode", "--audio-rate", "--dedup", "resumes", "--eval-of",
+                 "class names such as 'dog'", "sample count / 16"]),
+    ("verify", ["sizes.json", "non-zero", "--against"]),
     ("stats", ["--plot"]),
     ("merge", ["--num-parts"]),
 ])
