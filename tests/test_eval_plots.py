@@ -139,6 +139,9 @@ def test_similarity_is_square_with_named_rows_and_columns_and_a_whole_title(outp
     assert fig.get_suptitle().replace("\n", " ") == ("zeroshot_classification/image: cosine similarity of image "
                                                      "(rows) and class prompts (columns), the first image of each "
                                                      "of 12 classes")
+    long_names = figures(outputs["synthetic"])["similarity"].axes[0]  # cut to fit, but still told apart
+    for axis in (long_names.xaxis, long_names.yaxis):
+        assert len(set(tick_texts(axis))) == 30 and max(map(len, tick_texts(axis))) < 30
     retrieval = figures(outputs["retrieval/image-text"])["similarity"].axes[0]
     keys = [f"captions.jsonl:{i}" for i in range(1, 25)]
     assert tick_texts(retrieval.xaxis) == keys and tick_texts(retrieval.yaxis) == keys

@@ -49,7 +49,11 @@ def _figure(width: float, height: float, title: str) -> tuple[Figure, object]:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= TICK_CHARS else name[:TICK_CHARS - 1] + "…"
+    """A long name cut in the middle: keys differ at the end (file names), class names often at the start."""
+    if len(name) <= TICK_CHARS:
+        return name
+    head = (TICK_CHARS - 1) // 2
+    return name[:head] + "…" + name[-(TICK_CHARS - 1 - head):]
 
 
 def per_class_accuracy(result: dict) -> Figure:
