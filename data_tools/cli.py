@@ -195,7 +195,7 @@ def _add_prepare(sub) -> None:
     g.add_argument("--no-fix-text", action="store_true", help="do not repair broken unicode with ftfy (whitespace is still collapsed)")
     g.add_argument("--classnames", help="file with one class name per line: a manifest's text labels are numbered by "
                    "it, and a label not in it is skipped (default: class folder names or sorted labels, _ as space)")
-    g.add_argument("--templates", help="file with one zero-shot template per line using {c} (default: a small photo set)")
+    g.add_argument("--templates", help="file with one zero-shot template per line using {c} (default: none written; evaluation then uses mmcl's built-in set for the modality)")
     g.add_argument("--eval-of", metavar="TRAIN", help="this is an evaluation set for the training shards in TRAIN: once "
                    "written, warn about samples whose image or audio is also there (see `verify --against`)")
     p.set_defaults(func=_prepare)

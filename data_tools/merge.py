@@ -27,8 +27,6 @@ from data_tools.files import (
 from data_tools.image import RESIZE_EFFECTS
 from mmcl.errors import UserError
 
-DEFAULT_TEMPLATES = ("a photo of a {c}.", "a blurry photo of a {c}.", "a close-up photo of a {c}.", "a photo of the {c}.")
-
 
 def shard_names(plan: dict) -> list[str]:
     return [plan["pattern"] % i for i in range(plan["n_shards"])]
@@ -79,7 +77,8 @@ def merge(output: Path) -> dict:
     write_atomic(output / MANIFEST, parquet_bytes(pyarrow.concat_tables(tables, promote_options="default")))
     if plan.get("classnames"):
         write_atomic(output / CLASSNAMES, "".join(c + "\n" for c in plan["classnames"]))
-        write_atomic(output / TEMPLATES, "".join(t + "\n" for t in plan.get("templates") or DEFAULT_TEMPLATES))
+        if plan.get("templates"):  # else evaluation uses mmcl's built-in set for the modality, as on every route
+            write_atomic(output / TEMPLATES, "".join(t + "\n" for t in plan["templates"]))
         write_atomic(output / NSHARDS, f"{len(names)}\n")
     write_json(output / STATS, stats)
     # sizes.json last: it is what a training reader looks for, so it only appears for a finished set.

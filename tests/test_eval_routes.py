@@ -27,7 +27,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("routes")
     classes = demo_shapes.write_class_folders(root / "classes", per_class=2, seed=1)
     prepare_shards(classes, root / "shards", layout="class_folders", shard_size=8, progress=False)
-    (root / "shards" / "zeroshot_classification_templates.txt").unlink()  # `shards prepare` writes one by default
+    assert not (root / "shards" / "zeroshot_classification_templates.txt").exists()  # written only with --templates
     torch.manual_seed(0)
     save_model(create_model("tiny")[0], root / "model")
     return root

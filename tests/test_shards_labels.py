@@ -33,7 +33,7 @@ def test_text_labels_are_numbered_in_sorted_order_with_classnames_written(tmp_pa
     # sorted: cat 0, dog 1, golden_retriever 2 (as torchvision's ImageFolder numbers class folders)
     assert _labels(out) == {0: 1, 1: 0, 2: 2, 3: 1, 4: 0}
     assert (out / "classnames.txt").read_text() == "cat\ndog\ngolden retriever\n"  # _ as a space, as for class folders
-    assert "{c}" in (out / "zeroshot_classification_templates.txt").read_text()
+    assert not (out / "zeroshot_classification_templates.txt").exists()  # only with --templates: eval has a built-in set
     assert (out / "nshards.txt").read_text() == "1\n"
 
 
