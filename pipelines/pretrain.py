@@ -7,24 +7,28 @@
 
 setup (accelerator, task, optimiser, data stream, checkpoints and resume) ▶ loop: accum_steps micro-batches ▶
 the task's forward/backward (agreed non-finite check first) ▶ clip ▶ step ▶ metrics line ▶ evaluation ▶ checkpoint ▶
-cleanup. The pieces live in mmcl/training/.
+summary ▶ cleanup. The pieces live in mmcl/training/.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
+from collections import Counter
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list, gather_object, set_seed
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmcl.config import load_config, save_config
-from mmcl.data import build_loader
+from mmcl.data import build_loader, expand_urls
 from mmcl.errors import UserError
 from mmcl.losses.objective import Objective
 from mmcl.models import create_model
@@ -35,11 +39,13 @@ from mmcl.training import checkpoints, fsdp
 from mmcl.training.accumulation import concat_batches
 from mmcl.training.checkpoint_manager import CheckpointManager
 from mmcl.training.compile import compile_towers
+from mmcl.training.console import DataWaitWatch, eval_line, summary
 from mmcl.training.data_stream import DataStream
 from mmcl.training.launch import default_cpu_threads, launch_local
 from mmcl.training.metrics import MetricsLogger, batch_geometry, log_start, tracker_hparams
 from mmcl.training.nonfinite import NonFiniteGuard
 from mmcl.training.periodic_eval import PeriodicEvaluator
+from mmcl.training.run_folder import interrupted, set_aside_previous_attempt
 from mmcl.training.task import ContrastiveTask
 from mmcl.training.config import PretrainConfig
 
@@ -49,12 +55,14 @@ PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def check_compatible(cfg: PretrainConfig) -> None:
-    """Cross-section checks that need neither data nor a built model, so a wrong config fails at once."""
+    """Cross-section checks and the inputs' presence, needing neither decoded data nor a built model, so that a
+    wrong config or a missing input fails at once, before the run folder is made."""
     model_cfg = resolve_model_config(cfg.model)
     model_modalities = list(model_cfg.towers)
     missing = [m for m in cfg.data.modalities if m not in model_modalities]
     if missing:
         raise UserError(f"data.modalities lists {missing} but the model has towers only for {model_modalities}")
+    check_trained_modalities(cfg)
     check_unmasked_steps(cfg.train.unmasked_steps, model_cfg)
     for task in cfg.eval.tasks if cfg.eval is not None else []:
         if not Path(task.data.path).exists():
@@ -68,6 +76,29 @@ def check_compatible(cfg: PretrainConfig) -> None:
     if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
         raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
                         "(or --resume latest|auto), or choose another train.output_dir")
+    for source in cfg.data.shard_sources():
+        expand_urls(source.shards)  # names a missing shard or a folder without any (URLs are checked when read)
+
+
+def check_trained_modalities(cfg: PretrainConfig) -> None:
+    """Every modality of data.modalities must be in some loss term: one that none uses is decoded and embedded
+    for nothing, and its tower never learns."""
+    objective = Objective(cfg.loss)
+    used, described = set(), []
+    for term, loss in zip(cfg.loss, objective.losses):
+        # A loss names the modalities it compares; None (pairwise, the multi-view losses) means every modality the
+        # model outputs, and a loss that does not say is taken to use them all too.
+        named = getattr(loss, "modalities", None)
+        used.update(cfg.data.modalities if named is None else named)
+        described.append(f"{term.name} on {'-'.join(named) if named is not None else 'every modality'}")
+    unused = [m for m in cfg.data.modalities if m not in used]
+    if unused:
+        listed = ", ".join(unused)
+        pair = [unused[0], next((m for m in cfg.data.modalities if m != unused[0]), "text")]
+        raise UserError(f"data.modalities lists {listed}, which no loss term uses ({'; '.join(described)}): its "
+                        f"tower would train on nothing. Use a loss over every modality, e.g. 'loss=[{{name: "
+                        f"pairwise}}]' (CLIP over every pair), or add a term on {listed}, e.g. {{name: clip, "
+                        f"options: {{modalities: [{', '.join(pair)}]}}}}, or drop {listed} from data.modalities")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -116,6 +147,7 @@ class PretrainRecipe:
     # --- setup
     def setup(self) -> None:
         cfg = self.cfg
+        self.started = time.perf_counter()
         check_compatible(cfg)
         set_seed(cfg.train.seed)
         self.setup_accelerator()
@@ -130,6 +162,8 @@ class PretrainRecipe:
         self.resumed = self.checkpoints.resume(cfg.train.resume, cfg.train.steps, config, self.out_dir)
         acc = self.accelerator
         if acc.is_main_process:
+            if not self.resumed.step:  # a fresh start continues nothing an interrupted attempt left here
+                set_aside_previous_attempt(self.out_dir)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if not (self.out_dir / "config.yaml").is_file():
                 save_config(cfg, self.out_dir / "config.yaml")  # the run's first config; resumes log their changes
@@ -139,6 +173,8 @@ class PretrainRecipe:
         self.metrics = MetricsLogger(self.out_dir / "metrics.jsonl" if acc.is_main_process else None, acc.log,
                                      self.global_batch, acc.num_processes, self.resumed.step)
         self.evaluator = self.build_evaluator()
+        self.data_wait = DataWaitWatch(cfg.data.num_workers,
+                                       torch.get_num_threads() if acc.device.type == "cpu" else None)
         if acc.is_main_process:
             log_start(cfg, acc, self.task.unwrapped, self.global_batch, self.resumed.step, self.out_dir)
 
@@ -227,16 +263,31 @@ class PretrainRecipe:
                 })
                 progress.set_postfix(loss=f"{record['loss']:.3f}", sps=f"{record['samples_per_s']:.0f}")
                 metrics.write(record)
+                if acc.is_main_process:
+                    self.data_wait(done, record["data_wait_fraction"])
             # Evaluation and checkpoints are not training time; evaluation runs the towers eagerly (train.compile).
             with metrics.paused(), torch.compiler.set_stance("force_eager"):
-                evaluated = {}
+                evaluated, improves = {}, False
                 if self.evaluator is not None and self.evaluator.due(done, cfg.train.steps):
                     evaluated = self.evaluator(done)
                     metrics.write({"step": done, **{f"eval/{k}": v for k, v in evaluated.items()}})
-                if (done == cfg.train.steps or self.checkpoints.improves(evaluated)
+                    improves = self.checkpoints.improves(evaluated)
+                    if acc.is_main_process:
+                        log.info(eval_line(done, evaluated, cfg.eval.best_metric, self.checkpoints.best, improves))
+                if (done == cfg.train.steps or improves
                         or (cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0)):
                     checkpoint = self.checkpoints.save(done, failures, evaluated)
+        self.report(checkpoint, failures)
         return checkpoint / "model" if acc.is_main_process else None
+
+    def report(self, final: Path, failures: Counter) -> None:
+        """The closing summary, on the main process, with the decode failures of every process."""
+        every_process = gather_object([dict(failures)])
+        if self.accelerator.is_main_process:
+            log.info(summary(best_metric=self.cfg.eval.best_metric if self.cfg.eval else None,
+                             best=self.checkpoints.best, final=final,
+                             wall_seconds=time.perf_counter() - self.started, totals=self.metrics.totals(),
+                             failures=sum(map(Counter, every_process), Counter())))
 
     def cleanup(self) -> None:
         if hasattr(self, "metrics"):
@@ -253,7 +304,8 @@ def train(cfg: PretrainConfig, recipe_class: type[PretrainRecipe] = PretrainReci
     recipe = recipe_class(cfg)
     try:
         recipe.setup()
-        return recipe.train()
+        with logging_redirect_tqdm():  # log lines print above the progress bar instead of through it
+            return recipe.train()
     finally:
         recipe.cleanup()
 
@@ -264,7 +316,13 @@ def main(argv: list[str] | None = None, recipe_class: type[PretrainRecipe] = Pre
     if not args:
         raise UserError("usage: pipelines.pretrain CONFIG [key=value ...]")
     cfg = load_config(PretrainConfig, args[0], args[1:])
-    checkpoint = train(cfg, recipe_class)
+    try:
+        checkpoint = train(cfg, recipe_class)
+    except KeyboardInterrupt:  # the caller exits (mmcl: 130); first say where the run stands and how to go on
+        if int(os.environ.get("RANK", "0")) == 0:  # every process gets the Ctrl-C; one of them says it
+            log.warning(interrupted(Path(cfg.train.output_dir), args[0], args[1:],
+                                    int(os.environ.get("WORLD_SIZE", "1"))))
+        raise
     if checkpoint is not None:
         print(f"checkpoint: {checkpoint}")
     return 0

@@ -45,7 +45,8 @@ def test_periodic_eval_logs_metrics_and_protects_the_best_checkpoint(tmp_path):
     best_step = max(top1, key=lambda s: (top1[s], -s))  # the first step reaching the highest value
     assert best["step"] == best_step and best["value"] == pytest.approx(top1[best_step])
     kept = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
-    assert kept == sorted({f"step-{best_step:08d}", "step-00000006"})  # keep_checkpoints=1, plus the best
+    assert kept == sorted({"best", f"step-{best_step:08d}", "step-00000006"})  # keep_checkpoints=1, plus the best
+    assert (out / "checkpoints" / "best").resolve().name == f"step-{best_step:08d}"  # the alias
 
 
 def test_unknown_best_metric_names_the_available_ones(tmp_path):

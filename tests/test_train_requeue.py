@@ -1,5 +1,6 @@
 """A requeued or edited run: a finished run resumed is a no-op; a changed data order is refused; other changes are
-allowed, logged and recorded, and the run's first config.yaml is kept."""
+allowed, logged and recorded (a longer train.steps with how the LR moves), and the run's first config.yaml is
+kept."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import logging
 import pytest
 import yaml
 
+from mmcl.config import load_config
+from mmcl.optim import lr_factor
+from mmcl.training.config import PretrainConfig
 from pipelines.cli import main as mmcl
 from tests.train_fixtures import overrides, shape_shards
 
@@ -43,10 +47,15 @@ def test_a_changed_data_order_is_refused_naming_each_key(finished, capsys):
     assert "data.batch_size: 8 -> 4" in stderr and "train.seed: 0 -> 3" in stderr
 
 
-def test_other_changes_are_allowed_and_recorded(finished, tmp_path):
+def test_other_changes_are_allowed_and_recorded(finished, tmp_path, caplog):
     shards, run = finished
     first_config = (run / "config.yaml").read_text()
-    assert _train(shards, run, "train.resume=latest", "train.log_every=2", steps=6) == 0
+    with caplog.at_level(logging.INFO, logger="mmcl.train"):
+        assert _train(shards, run, "train.resume=latest", "train.log_every=2", steps=6) == 0
+    # The cosine had reached 0 at step 4 of 4; stretched to 6 steps, step 5 trains at its new LR, and says so.
+    optim = load_config(PretrainConfig, "configs/demo.yaml", overrides(shards, run)).optim
+    assert (f"resumed at step 4 with train.steps 4 -> 6: the learning-rate schedule is recomputed; the LR of step 5 "
+            f"goes from 0 (old schedule) to {optim.lr * lr_factor(4, 6, optim):.3g} (new schedule)") in caplog.text
     assert (run / "config.yaml").read_text() == first_config  # the run's first config stays
     (record,) = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
     assert record == {"step": 4, "changed": {"train.log_every": [1, 2], "train.steps": [4, 6]}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
 
@@ -72,11 +73,12 @@ class _Stream:
         self.position = state["position"]
 
 
-def _manager(tiny, out, keep_last=1):
+def _manager(tiny, out, keep_last=1, lr=0.1):
     model = tiny[0]
     accelerator = Accelerator(cpu=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    accelerator.prepare(optimizer)  # as the recipe does: its state (the LR it is at) is saved and restored
     task = ContrastiveTask(model, model, Objective([LossTermConfig(name="clip")]))
     stream = _Stream()
     manager = CheckpointManager(accelerator, task, scheduler, stream, out / "checkpoints", keep_last,
@@ -96,7 +98,8 @@ def test_the_manager_keeps_the_best_resumes_its_state_and_reports_a_finished_run
         stream.position = step * 10
         manager.save(step, Counter({"bad text": step}), {"shapes/top1": top1})
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert names == ["best.json", "step-00000002", "step-00000004"]  # the best survives keep_last=1
+    assert names == ["best", "best.json", "step-00000002", "step-00000004"]  # the best survives keep_last=1
+    assert (tmp_path / "checkpoints" / "best").resolve().name == "step-00000002"
     assert json.loads((tmp_path / "checkpoints" / "best.json").read_text())["step"] == 2
 
     again, new_scheduler, new_stream = _manager(tiny, tmp_path)
@@ -106,3 +109,22 @@ def test_the_manager_keeps_the_best_resumes_its_state_and_reports_a_finished_run
     assert again.best["step"] == 2 and not again.improves({"shapes/top1": 0.45})
     assert again.improves({"shapes/top1": 0.6})
     assert again.resume("latest", 4, config, tmp_path).finished.name == "step-00000004"
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")  # no optimiser steps here
+def test_a_resume_with_a_new_length_or_peak_lr_takes_the_new_schedule_at_once_and_says_so(tiny, tmp_path, caplog):
+    config = {"train": {"steps": 6}, "optim": {"lr": 0.1}}
+    manager, scheduler, _ = _manager(tiny, tmp_path)
+    manager.resume(None, 6, config, tmp_path)
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    for _ in range(4):
+        scheduler.step()
+    manager.save(4, Counter())
+
+    again, new_scheduler, _ = _manager(tiny, tmp_path, lr=0.2)
+    with caplog.at_level(logging.INFO, logger="mmcl.train"):
+        again.resume("latest", 8, {"train": {"steps": 8}, "optim": {"lr": 0.2}}, tmp_path)
+    # Step 5 trains at the new peak times the schedule's factor at step index 4, not at the checkpoint's LR.
+    assert new_scheduler.optimizer.param_groups[0]["lr"] == pytest.approx(0.2 / 5)
+    assert ("resumed at step 4 with optim.lr 0.1 -> 0.2, train.steps 6 -> 8: the learning-rate schedule is "
+            "recomputed; the LR of step 5 goes from 0.02 (old schedule) to 0.04 (new schedule)") in caplog.text

@@ -1,21 +1,27 @@
-"""Models for evaluation by name: a checkpoint folder, `open_clip:NAME` with a weights file, or a built-in config
-(randomly initialised: a baseline). What `mmcl eval`, the demo and any script that scores a saved model use."""
+"""Models for evaluation by name: a checkpoint folder (or a training run's folder: its best checkpoint, else its
+latest), `open_clip:NAME` with a weights file, or a built-in config (randomly initialised: a baseline). What
+`mmcl eval`, the demo and any script that scores a saved model use."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from mmcl.errors import UserError
 from mmcl.models import create_model, list_models, load_model
+from mmcl.training import checkpoints
+
+log = logging.getLogger("mmcl.eval")
 
 OPEN_CLIP_PREFIX = "open_clip:"
 
 
 def load_eval_model(spec: str, weights: str | None = None):
-    """(model, transforms, tokenizer, description) from a checkpoint folder, `open_clip:NAME` with `weights`,
-    or a built-in model name (randomly initialised: a baseline)."""
+    """(model, transforms, tokenizer, description) from a checkpoint folder (a run folder: its best checkpoint,
+    else its latest complete one), `open_clip:NAME` with `weights`, or a built-in model name (randomly initialised:
+    a baseline)."""
     if spec.startswith(OPEN_CLIP_PREFIX):
         from mmcl.eval.openclip import load_open_clip
 
@@ -25,12 +31,18 @@ def load_eval_model(spec: str, weights: str | None = None):
         return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
     if weights is not None:
         raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
-    if Path(spec).is_dir():
-        folder = Path(spec)
+    folder = checkpoints.resolve_alias(Path(spec))  # RUN/checkpoints/best where it is a pointer file
+    if folder.is_dir():
+        description = {"source": str(spec)}
+        picked = checkpoints.run_checkpoint(folder)
+        if picked is not None:  # a training run's folder
+            folder, which = picked
+            log.info("%s is a training run: evaluating its %s, %s", spec, which, folder)
+            description["checkpoint"] = str(folder)
         if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
             folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
         model, transforms, tokenizer = load_model(folder)
-        return model, transforms, tokenizer, {"source": str(spec)}
+        return model, transforms, tokenizer, description
     if spec not in list_models():
         raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
                         f"({', '.join(list_models())})")

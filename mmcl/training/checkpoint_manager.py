@@ -2,13 +2,16 @@
 
 Saving: weights (`model/`), Accelerate's train state, the scheduler position and each process's data position
 and failure counts go into `step-N.tmp/`, which is renamed when whole; then `best.json` (if this step is the new
-best) is replaced atomically, and only then are older checkpoints pruned, so `best.json` never names a deleted
-folder. Resuming: the checkpoint must come from the same process count and the same data order (see
-`run_config`); a run that already reached `train.steps` is reported finished, not re-run.
+best) is replaced atomically and the `checkpoints/best` alias pointed at it, and only then are older checkpoints
+pruned, so neither ever names a deleted folder. Resuming: the checkpoint must come from the same process count and
+the same data order (see `run_config`); a run that already reached `train.steps` is reported finished, not re-run.
+A resumed run whose learning-rate schedule changed (a longer `train.steps`, `optim.lr` or the schedule's settings)
+continues on the new schedule from its first step, and says how the LR moves there.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections import Counter
@@ -23,6 +26,8 @@ from mmcl.models import save_model
 from mmcl.training import checkpoints, run_config
 
 log = logging.getLogger("mmcl.train")
+
+LR_SHAPING = ("train.steps", "optim.lr", "optim.schedule", "optim.warmup_steps", "optim.cooldown_steps")
 
 
 @dataclass
@@ -65,24 +70,49 @@ class CheckpointManager:
             log.info("%s is at step %d: the run already reached train.steps=%d, nothing to do", folder,
                      position["step"], steps)
             return Resumed(position["step"], finished=folder)
-        self._check_config(folder, config, out_dir, position["step"])
+        changed = self._check_config(folder, config, out_dir, position["step"])
         self.stream.load_state_dict(position["data"])
+        peak_lrs = list(self.scheduler.base_lrs)  # this run's optim.lr; loading puts back the checkpoint's
         # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
         checkpoints.load_train_state(self.accelerator, self.scheduler, state)
+        self.scheduler.base_lrs = peak_lrs
+        self._continue_schedule(position["step"], changed)
         self.best = self._read_best()
+        if self.main and self.best:  # a save killed between best.json and the alias left the alias behind
+            checkpoints.link_best(self.checkpoint_dir, Path(self.best["folder"]))
         log.info("resumed from %s at step %d", folder, position["step"])
         return Resumed(position["step"], Counter(position.get("failures", {})))
 
-    def _check_config(self, folder: Path, config: dict, out_dir: Path, step: int) -> None:
-        """Against the run's first config.yaml (this output's, or the one beside a checkpoint from elsewhere)."""
+    def _check_config(self, folder: Path, config: dict, out_dir: Path, step: int) -> dict[str, list]:
+        """Against the run's first config.yaml (this output's, or the one beside a checkpoint from elsewhere);
+        returns the allowed changes, `{key: [before, after]}`."""
         for run_dir in (out_dir, folder.parent.parent):
             if (run_dir / "config.yaml").is_file():
                 found = run_config.check_resumable(read_yaml(run_dir / "config.yaml"), config,
                                                    run_dir / "config.yaml")
                 if self.main and found:
                     run_config.record_resume(out_dir, step, found)
-                return
+                return found
         log.warning("%s: no config.yaml of the run it belongs to; the data order cannot be checked", folder)
+        return {}
+
+    def _continue_schedule(self, step: int, changed: dict[str, list]) -> None:
+        """The restored optimiser holds the LR the old schedule gave the next step; the scheduler, rebuilt from this
+        run's config, may give another (a longer train.steps stretches a cosine, a new optim.lr scales it). Take the
+        new one now rather than one step late, and say so: a silent jump in the LR is hard to tell from an
+        instability."""
+        groups = self.scheduler.optimizer.param_groups
+        old = [group["lr"] for group in groups]
+        new = [base * factor(step) for base, factor in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        why = [f"{key} {json.dumps(a)} -> {json.dumps(b)}" for key, (a, b) in changed.items() if key in LR_SHAPING]
+        if new == old and not why:
+            return
+        for group, lr in zip(groups, new):
+            group["lr"] = lr
+        if self.main:
+            log.info("resumed at step %d with %s: the learning-rate schedule is recomputed; the LR of step %d "
+                     "goes from %.3g (old schedule) to %.3g (new schedule)", step,
+                     ", ".join(why) or "a changed schedule", step + 1, old[0], new[0])
 
     def _read_best(self) -> dict:
         path = self.checkpoint_dir / "best.json"
@@ -126,6 +156,9 @@ class CheckpointManager:
                 self.best = {"step": step, "metric": self.best_metric, "value": evaluated[self.best_metric],
                              "folder": str(folder.resolve())}
                 checkpoints.write_json(self.checkpoint_dir / "best.json", self.best)
+                checkpoints.link_best(self.checkpoint_dir, folder)
+                log.info("new best checkpoint: step %d, %s %.4f: %s (alias %s)", step, self.best_metric,
+                         self.best["value"], folder, self.checkpoint_dir / checkpoints.BEST)
             checkpoints.prune(self.checkpoint_dir, self.keep_last,
                               protect={Path(self.best["folder"])} if self.best else set())
         if self.accelerator.num_processes > 1:

@@ -4,7 +4,9 @@ A checkpoint `OUTPUT/checkpoints/step-00000100/` holds `model/` (safetensors wei
 `mmcl eval` needs) and `train_state/` (Accelerate's save_state: optimiser, scheduler, scaler, RNG states of every
 process, plus each process's data position; the model's weights only when sharded by FSDP, else they are read
 back from `model/`), and `scheduler.json`. It is written under a `.tmp` name and renamed when complete, so a
-folder with a final name is always whole.
+folder with a final name is always whole. `OUTPUT/checkpoints/best` is an alias of the best one (a relative symlink,
+or where symlinks are unavailable a file holding its folder name), so that `mmcl eval OUTPUT/checkpoints/best` and
+`mmcl eval OUTPUT` (the run folder: its best checkpoint, else its latest) name a model without a step number.
 
 A checkpoint given to `train.resume` may come from anywhere, so nothing in it can run code when read: weights are
 safetensors, the scheduler and data positions JSON, and Accelerate reads its optimiser and RNG files with
@@ -21,7 +23,6 @@ import re
 import shutil
 from pathlib import Path
 
-from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
 from mmcl.errors import UserError
@@ -56,11 +57,56 @@ def resolve_resume(resume: str, checkpoint_dir: Path) -> Path | None:
             return found[-1][1]
         if resume == "auto":
             return None
-        raise UserError(f"train.resume=latest: no complete checkpoint in {checkpoint_dir}")
-    folder = Path(resume)
+        raise UserError(f"train.resume=latest: no complete checkpoint in {checkpoint_dir} (the run stopped before "
+                        "its first one); --resume auto (train.resume=auto) resumes when there is one and starts "
+                        "afresh when there is none")
+    folder = resolve_alias(Path(resume))
     if not (folder / "train_state").is_dir():
         raise UserError(f"train.resume={resume}: not a training checkpoint (no train_state/ inside)")
     return folder
+
+
+BEST = "best"
+
+
+def link_best(checkpoint_dir: Path, folder: Path) -> None:
+    """Point `checkpoints/best` at `folder` (one of `checkpoint_dir`'s), replacing the alias atomically. The link is
+    relative so that a moved or copied run folder keeps it."""
+    alias = checkpoint_dir / BEST
+    staged = checkpoint_dir / f".{BEST}.new"  # not a `.tmp` name: sweep() must not rmtree through a link
+    staged.unlink(missing_ok=True)
+    try:
+        staged.symlink_to(folder.name, target_is_directory=True)
+    except OSError:  # no symlinks here (a filesystem or a Windows account without them): a pointer file
+        staged.write_text(folder.name + "\n", encoding="utf-8")
+    os.replace(staged, alias)
+
+
+def resolve_alias(path: Path) -> Path:
+    """The checkpoint folder a `best` pointer file names; any other path (a symlink resolves itself) as given."""
+    if path.name == BEST and path.is_file():
+        return path.parent / path.read_text(encoding="utf-8").strip()
+    return path
+
+
+def run_checkpoint(run_dir: Path) -> tuple[Path, str] | None:
+    """The checkpoint a training run folder stands for as a model, and which one that is in words: its best
+    (`checkpoints/best`, or `best.json` in runs written before the alias), else its latest complete one. None
+    when `run_dir` is not a run folder (no `checkpoints/` inside)."""
+    checkpoint_dir = run_dir / "checkpoints"
+    if not checkpoint_dir.is_dir():
+        return None
+    best = resolve_alias(checkpoint_dir / BEST)
+    if not best.is_dir() and (checkpoint_dir / "best.json").is_file():
+        best = checkpoint_dir / Path(read_json(checkpoint_dir / "best.json")["folder"]).name
+    if best.is_dir():
+        return best, f"best checkpoint ({best.resolve().name})"
+    found = complete_checkpoints(checkpoint_dir)
+    if not found:
+        raise UserError(f"{run_dir}: a training run without a complete checkpoint yet (nothing to evaluate in "
+                        f"{checkpoint_dir})")
+    return found[-1][1], (f"latest complete checkpoint ({found[-1][1].name}; no best checkpoint: the run has no "
+                          "eval.best_metric, or has not evaluated yet)")
 
 
 SCHEDULER = "scheduler.json"
@@ -141,6 +187,8 @@ def weights_in_model_folder_only(accelerator, model) -> None:
     """Keep the weights once per checkpoint: Accelerate's save_state would write the tensors of `model/` again into
     `train_state/`; resume reads them from `model/` instead. Under FSDP the train state keeps its per-process shards,
     which are not the gathered weights of `model/`."""
+    from accelerate.utils import DistributedType  # here: `mmcl eval` reads run folders through this module
+
     if accelerator.distributed_type == DistributedType.FSDP:
         return
 

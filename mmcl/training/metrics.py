@@ -1,8 +1,9 @@
 """The metrics log: one record every `log_every` steps to OUTPUT/metrics.jsonl and the trackers.
 
 Throughput is measured over the window since the previous record, less the time spent in `paused()` blocks
-(evaluation, checkpoints), and the share of it spent waiting for data. A resumed run first cuts metrics.jsonl back
-to the checkpoint's step, so a step logged after that checkpoint by the killed run appears once, not twice.
+(evaluation, checkpoints), and the share of it spent waiting for data; `totals()` measures the same over the run.
+A resumed run first cuts metrics.jsonl back to the checkpoint's step, so a step logged after that checkpoint by the
+killed run appears once, not twice.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class MetricsLogger:
         if path is not None and resumed_at:
             truncate_log(path, resumed_at)
         self.file = path.open("a", encoding="utf-8") if path is not None else None
+        self.run_start, self.run_paused, self.run_data_wait, self.run_steps = time.perf_counter(), 0.0, 0.0, 0
         self._start_window()
 
     def _start_window(self) -> None:
@@ -57,17 +59,30 @@ class MetricsLogger:
     def waiting_for_data(self):
         start = time.perf_counter()
         yield
-        self.data_wait += time.perf_counter() - start
+        waited = time.perf_counter() - start
+        self.data_wait += waited
+        self.run_data_wait += waited
 
     @contextmanager
     def paused(self):
         """Time inside is not training time: the window's clock stops."""
         start = time.perf_counter()
         yield
-        self.window_start += time.perf_counter() - start
+        paused = time.perf_counter() - start
+        self.window_start += paused
+        self.run_paused += paused
 
     def step_done(self) -> None:
         self.steps += 1
+        self.run_steps += 1
+
+    def totals(self) -> dict:
+        """This process's whole run so far (since this logger was made), as the windows measure it: steps,
+        training seconds (paused time left out), samples/s and data-wait fraction."""
+        seconds = time.perf_counter() - self.run_start - self.run_paused
+        return {"steps": self.run_steps, "train_seconds": seconds,
+                "samples_per_s": self.run_steps * self.global_batch / seconds,
+                "data_wait_fraction": self.run_data_wait / seconds}
 
     def training_record(self, step: int, epoch: int, losses: torch.Tensor, term_names: list[str],
                         extra: dict) -> dict:
