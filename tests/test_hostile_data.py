@@ -70,6 +70,7 @@ def test_training_runs_through_the_hostile_corpus(corpus, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "pipelines.cli", "train", "configs/demo.yaml", "model=tiny-audio",
                f"data.train_shards={corpus.shards[0].parent}", "data.modalities=[image, text, audio]",
+               "loss=[{name: pairwise}]",
                "data.batch_size=4", "data.num_workers=2", "data.shuffle_buffer=4", "train.steps=8",
                "train.log_every=8", "train.trackers=[]", f"train.output_dir={out}", "optim.warmup_steps=1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
