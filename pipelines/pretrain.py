@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mmcl.config import load_config, save_config
 from mmcl.data import build_loader, expand_urls
 from mmcl.errors import UserError
-from mmcl.losses.objective import Objective
+from mmcl.losses.objective import Objective, model_for_objective
 from mmcl.models import create_model
 from mmcl.models.factory import resolve_model_config
 from mmcl.models.patch_dropout import PatchDropoutSchedule, check_unmasked_steps
@@ -180,7 +180,9 @@ class PretrainRecipe:
 
     def setup_accelerator(self) -> None:
         cfg = self.cfg
-        self.model, self.transforms, self.tokenizer = create_model(cfg.model)
+        # Unset temperature and bias come from the objective (SigLIP starts from its paper's values).
+        self.model, self.transforms, self.tokenizer = create_model(
+            model_for_objective(resolve_model_config(cfg.model), cfg.loss))
         self.accelerator = self.build_accelerator(self.model)
         if cfg.train.fsdp is not None:
             fsdp.check_enabled(self.accelerator.distributed_type, self.accelerator.num_processes)

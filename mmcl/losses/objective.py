@@ -20,6 +20,19 @@ from torch import Tensor, nn
 from mmcl.errors import UserError
 from mmcl.losses.config import LossTermConfig
 from mmcl.losses.registry import create_loss
+from mmcl.models.config import ModelConfig
+
+
+def model_for_objective(model: ModelConfig, terms: list[LossTermConfig]) -> ModelConfig:
+    """The model config with the temperature and bias it leaves unset (null) taken from the objective: the values a
+    loss asks to start from (SigLIP's `initial_logit_scale`, `initial_logit_bias`), else none (CLIP's defaults).
+    Explicit values are kept."""
+    chosen = {}
+    for loss in Objective(terms).losses:
+        for field, attribute in (("logit_scale_init", "initial_logit_scale"), ("logit_bias_init", "initial_logit_bias")):
+            if getattr(model, field) is None and hasattr(loss, attribute):
+                chosen.setdefault(field, getattr(loss, attribute))
+    return model.model_copy(update=chosen)
 
 
 class Objective(nn.Module):

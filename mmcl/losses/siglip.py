@@ -14,6 +14,7 @@ ring; the result is the same sum).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,10 @@ class SigLipLoss(PairLoss):
     """Sigmoid loss of the first modality's rows against the second's columns; ``{"siglip/<a>-<b>": loss}``."""
 
     name = "siglip"
+    # The paper's initialisation (Sec. 3.2, as open_clip's SigLIP configs): t' = log 10, b = -10, so that the
+    # N² − N negatives do not dominate the first steps. A model config that leaves them unset starts from these.
+    initial_logit_scale = math.log(10)
+    initial_logit_bias = -10.0
 
     def __init__(self, modalities: Sequence[str] = ("image", "text"), chunk_size: int = 2048):
         super().__init__(modalities)
@@ -49,7 +54,8 @@ class SigLipLoss(PairLoss):
 
     def term(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, a: str, b: str) -> Tensor:
         if "logit_bias" not in outputs:
-            raise UserError("loss 'siglip' needs outputs['logit_bias']: build the model with a learnable logit bias")
+            raise UserError("loss 'siglip' needs outputs['logit_bias']: a model with a learnable logit bias "
+                            "(model.logit_bias_init, which training sets to -10 for a siglip term when it is null)")
         rows = select(outputs, batch, (a, b))
         x, columns = rows.local[a], rows.glob[b]
         args = (outputs["logit_scale"], outputs["logit_bias"], rows.positives)

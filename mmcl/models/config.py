@@ -230,6 +230,9 @@ TowerConfig = Annotated[
 ]
 
 
+CLIP_LOGIT_SCALE_INIT = math.log(1 / 0.07)  # Radford et al.: τ = 0.07 at the start
+
+
 class ModelConfig(Section):
     """A multimodal model: one tower per modality, each projecting into a shared embed_dim space."""
 
@@ -237,12 +240,14 @@ class ModelConfig(Section):
     towers: dict[str, TowerConfig] = Field(
         description="One tower per modality, keyed by modality name (image, text, audio, ...)."
     )
-    logit_scale_init: float = Field(
-        math.log(1 / 0.07), description="Initial log of the temperature multiplier (CLIP: ln(1/0.07))."
+    logit_scale_init: float | None = Field(
+        None, description="Initial log of the temperature multiplier; null: the training objective's choice, ln 10 "
+        "with a siglip term (Zhai et al.), else CLIP's ln(1/0.07)."
     )
     logit_scale_max: float = Field(100.0, description="Upper clamp of the exponentiated temperature multiplier.", gt=0)
     logit_bias_init: float | None = Field(
-        None, description="Initial logit bias for sigmoid losses (SigLIP: -10); null means no bias parameter."
+        None, description="Initial logit bias, a parameter only sigmoid losses use; null: the training objective's "
+        "choice, -10 with a siglip term (Zhai et al.), else no bias parameter."
     )
 
     @field_validator("towers")

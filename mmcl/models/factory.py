@@ -9,7 +9,7 @@ from typing import Callable
 from mmcl.config import read_yaml, validate
 from mmcl.errors import UserError
 from mmcl.models.catalog import CONFIG_DIR, builtin_models
-from mmcl.models.config import ModelConfig
+from mmcl.models.config import CLIP_LOGIT_SCALE_INIT, ModelConfig
 from mmcl.models.locking import lock
 from mmcl.models.multimodal import MultimodalModel
 from mmcl.models.towers import Tower, build_tower
@@ -70,6 +70,8 @@ def _prepare_tower(modality: str, tower_cfg, embed_dim: int) -> Tower:
 def create_model(name_or_config) -> tuple[MultimodalModel, ModalityTransforms, Callable | None]:
     """Build a model; returns (model, per-modality transforms, tokenizer or None if no text tower)."""
     cfg = resolve_model_config(name_or_config)
+    if cfg.logit_scale_init is None:  # no objective chose one: CLIP's, written down so that a checkpoint says it
+        cfg = cfg.model_copy(update={"logit_scale_init": CLIP_LOGIT_SCALE_INIT})
     towers = {m: _prepare_tower(m, tower_cfg, cfg.embed_dim) for m, tower_cfg in cfg.towers.items()}
     model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init)
     model.config = cfg
