@@ -1,8 +1,10 @@
 """A manifest's label column as class indices: integer cells as they are, class names (text such as "dog") by
 their place in --classnames, or else in the sorted names, as torchvision's ImageFolder numbers class folders.
 
-The column is read as names when any cell is text that is not a number; a number is never a class name, as
-"10" sorting before "2" would number classes silently wrong. The mapping is made from the whole manifest,
+The column is read as names when more of its cells are names (text that is not a number) than numbers, so that a
+few stray words in a column of indices, or a few numbers in a column of names, are the skipped and counted
+samples, not the rest of the column; a number is never a class name, as "10" sorting before "2" would number
+classes silently wrong. The mapping is made from the whole manifest,
 which every --part reads, so all parts number the classes alike.
 """
 
@@ -66,7 +68,7 @@ def resolve(cells: list[Any], column: str, classnames: list[str] | None) -> tupl
 
     A name matches a --classnames line as written or with ``_`` read as a space (how class folders are named).
     """
-    if not any(_is_name(c) for c in cells):
+    if sum(map(_is_name, cells)) <= sum(map(_is_number, cells)):
         limit = len(classnames) if classnames else None
         return [_as_index(c, column, limit) for c in cells], []
     names = {c.strip() for c in cells if _is_name(c)}

@@ -52,20 +52,32 @@ def test_classnames_file_sets_the_order_and_an_unknown_label_is_a_counted_skip(t
 
 def test_numbers_among_class_names_and_empty_cells_are_bad_labels(tmp_path):
     (tmp_path / "ok.jpg").write_bytes(image_bytes())
-    rows = [{"image": "ok.jpg", "label": v} for v in ("dog", 3, None, "cat", "10", [1])]
+    rows = [{"image": "ok.jpg", "label": v} for v in ("dog", 3, None, "cat", "10", [1], "dog")]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
 
     assert run_cli("shards", "prepare", manifest, "-o", out, "--quiet") == 0
 
-    assert _labels(out) == {0: 1, 3: 0}
+    assert _labels(out) == {0: 1, 3: 0, 6: 1}
     failed = _failed(out)
     assert "row 2: label 3 is a number in a column of class names such as 'cat'" in failed[1]
     assert "row 3: the label is null" in failed[2]
     assert "row 5: label '10' is a number in a column of class names" in failed[4]  # never a class named "10"
     assert "row 6: label [1] is a list in a column of class names" in failed[5]
     assert (out / "classnames.txt").read_text() == "cat\ndog\n"
+
+
+def test_a_few_words_in_a_column_of_indices_are_bad_labels_and_the_indices_stay(tmp_path):
+    """Hostile manifests: stray text in an index column loses those rows only, never the good ones."""
+    manifest = _manifest(tmp_path, ["0", "2", "cat", "1", "1"])
+    out = tmp_path / "out"
+
+    assert run_cli("shards", "prepare", manifest, "-o", out, "--label-col", "category", "--quiet") == 0
+
+    assert _labels(out) == {0: 0, 1: 2, 3: 1, 4: 1}
+    assert "'cat'" in _failed(out)[2]
+    assert not (out / "classnames.txt").exists()
 
 
 def test_integer_labels_stay_indices_and_must_fit_the_classnames(tmp_path):

@@ -42,8 +42,7 @@ class FailureCounter:
 
     def __call__(self, exn: Exception) -> bool:
         reason = exn.reason if isinstance(exn, SampleError) else _reason(exn)
-        self.total[reason] += 1
-        self.unreported[reason] += 1
+        self.count(reason)
         count = self.total[reason]
         if count <= self.log_first:
             log.warning("skipped %s", exn)
@@ -52,6 +51,12 @@ class FailureCounter:
         elif str(count).rstrip("0") == "1":
             log.warning("%d samples skipped in this worker so far: %s", count, reason)
         return True  # keep streaming
+
+    def count(self, reason: str) -> None:
+        """Count a skip without logging it: for expected ones (an evaluation item lacking a modality its task
+        needs, which the task reports in one line with the count)."""
+        self.total[reason] += 1
+        self.unreported[reason] += 1
 
     def take(self) -> dict[str, int]:
         """Counts since the last call."""
