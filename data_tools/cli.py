@@ -38,6 +38,9 @@ def _lines(path: str | None, flag: str) -> list[str] | None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from data_tools.sources import require_source
+
+    require_source(Path(args.source))  # before the writer's imports (webdataset brings torch): seconds
     from data_tools.overlap import overlap_lines
     from data_tools.prepare import prepare_shards
 

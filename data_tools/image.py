@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from data_tools.errors import SampleError
 from data_tools.fingerprints import image_phash
-from mmcl.data.image import MAX_PIXELS
+from mmcl.data.config import MAX_PIXELS
 from mmcl.errors import UserError
 
 RESIZE_MODES = ("none", "keep_ratio", "keep_ratio_largest", "center_crop", "border")

@@ -80,12 +80,16 @@ def detect_layout(source: Path) -> str:
     raise UserError(f"{source}: not a directory or a manifest ({', '.join(MANIFEST_SUFFIXES)}, optionally .gz)")
 
 
+def require_source(source: Path) -> None:
+    if not source.exists():
+        raise UserError(f"{source}: no such file or directory")
+
+
 def load_specs(source: Path, layout: str, columns, output: Path | None = None,
                classnames: list[str] | None = None) -> tuple[list[SampleSpec], list[str]]:
     """Specs in their final order, and the class names found (empty unless the input names classes); a
     manifest's text labels are numbered by ``classnames`` when given."""
-    if not source.exists():
-        raise UserError(f"{source}: no such file or directory")
+    require_source(source)
     if layout not in LAYOUTS:
         raise UserError(f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     if layout == "auto":

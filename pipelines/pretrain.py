@@ -330,28 +330,12 @@ def main(argv: list[str] | None = None, recipe_class: type[PretrainRecipe] = Pre
     return 0
 
 
-def _run(args) -> int:
-    overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
-    if args.num_processes > 1:
-        check_compatible(load_config(PretrainConfig, args.config, overrides))  # fail once here, not in N processes
-        return launch_local(args.num_processes, "pipelines.pretrain", [args.config, *overrides])
-    return main([args.config, *overrides])
-
-
-def register(parser) -> None:
-    """Fill in `mmcl train` (its parser, made by pipelines/cli.py)."""
-    parser.description = ("Train from a config under configs/, with dotted overrides. Several processes: "
-                          "--num-processes N here, or `accelerate launch` / `torchrun` on `-m pipelines.pretrain` "
-                          "(see the README).")
-    parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
-    parser.add_argument("--num-processes", type=int, default=1,
-                        help="Local processes (gloo on CPU, NCCL on GPUs), launched through torchrun (default 1).")
-    parser.add_argument("--resume", metavar="latest|auto|FOLDER",
-                        help="Continue from the newest checkpoint of train.output_dir (auto: or start afresh if "
-                        "there is none, for requeued jobs), or from FOLDER.")
-    parser.set_defaults(func=_run)
+def run(config: str, overrides: list[str], num_processes: int = 1) -> int:
+    """`mmcl train`: in this process, or in `num_processes` local ones through torchrun."""
+    if num_processes > 1:
+        check_compatible(load_config(PretrainConfig, config, overrides))  # fail once here, not in N processes
+        return launch_local(num_processes, "pipelines.pretrain", [config, *overrides])
+    return main([config, *overrides])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -125,3 +126,20 @@ def test_top_level_help_imports_no_recipe():
              "build_parser(['-v', 'shards', 'verify'])\nprint('data_tools.cli' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+LIGHT = [  # help and user errors: answered before torch (seconds to import) is needed
+    ["train", "--help"], ["eval", "--help"], ["demo", "--help"], ["shards", "prepare", "--help"],
+    ["train", "configs/demo.yaml", "data.batchsize=3"], ["train", "missing.yaml"],
+    ["eval", "no-such-model", "--data", "."], ["eval", "tiny", "--data", "missing/"],
+    ["shards", "prepare", "missing/", "--output", "out"], ["config", "show", "configs/demo.yaml"], ["models", "list"],
+]
+
+
+@pytest.mark.parametrize("args", LIGHT, ids=" ".join)
+def test_help_and_user_errors_do_not_import_torch(args, tmp_path):
+    probe = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stderr.strip().splitlines()[-1] == "torch not imported", result.stderr

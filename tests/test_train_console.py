@@ -89,7 +89,7 @@ def test_the_summary_names_the_best_and_final_checkpoints_and_the_runs_throughpu
     samples_per_s, wait = re.fullmatch(r"([\d.]+) samples/s, data wait ([\d.]+)% \(training time only\)",
                                        block["throughput"]).groups()
     assert float(samples_per_s) > 0 and 0 <= float(wait) <= 100
-    assert block["decode failures"] == "0"
+    assert block["samples skipped"] == "0"
 
 
 def test_the_best_alias_survives_pruning_and_the_run_folder_is_a_model_spec(run, caplog):

@@ -9,11 +9,7 @@ embeddings), `templates` (prompt templates), `zeroshot`/`metrics`, `retrieval`, 
 name), `models` (any model by name or checkpoint folder).
 """
 
-from mmcl.eval.report import scalars
-from mmcl.eval.models import load_eval_model
-from mmcl.eval.run import TaskOutput, evaluate_task, run_evaluation, run_tasks
-from mmcl.eval.tasks import (DataSpec, EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
-                             ZeroShotClassificationTask)
+from mmcl.lazy import lazy_exports
 
 __all__ = [
     "DataSpec",
@@ -30,3 +26,8 @@ __all__ = [
     "run_tasks",
     "scalars",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **{name: "tasks" for name in ("DataSpec", "EvalConfig", "EvalTask", "GeometryTask", "MultimodalRetrievalTask",
+                                  "RetrievalTask", "ZeroShotClassificationTask")},
+    **{name: "run" for name in ("TaskOutput", "evaluate_task", "run_evaluation", "run_tasks")},
+    "load_eval_model": "models", "scalars": "report"})

@@ -33,12 +33,12 @@ def load_eval_model(spec: str, weights: str | None = None):
         raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
     folder = checkpoints.resolve_alias(Path(spec))  # RUN/checkpoints/best where it is a pointer file
     if folder.is_dir():
-        description = {"source": str(spec)}
         picked = checkpoints.run_checkpoint(folder)
         if picked is not None:  # a training run's folder
             folder, which = picked
             log.info("%s is a training run: evaluating its %s, %s", spec, which, folder)
-            description["checkpoint"] = str(folder)
+        # The folder itself, not an alias: `best` moves on as training goes on, a result must say what it scored.
+        description = {"source": str(spec), "checkpoint": str(folder.resolve())}
         if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
             folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
         model, transforms, tokenizer = load_model(folder)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from mmcl.eval.metrics import require_finite
+from mmcl.eval.tasks import DEFAULT_KS
 
-DEFAULT_KS = (1, 5, 10)
 SCORE_BUDGET = 1 << 24  # floats per score chunk: 64 MB in float32
 
 

@@ -7,10 +7,10 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from mmcl.config import Section
-from mmcl.data.image import ImageLimits
-from mmcl.eval.retrieval import DEFAULT_KS
+from mmcl.data.config import ImageLimits
 
 Modality = Literal["image", "text", "audio"]
+DEFAULT_KS = (1, 5, 10)  # recall@k cut-offs, as CLIP_benchmark reports
 NAME_ORDER = ("image", "audio", "text")  # modalities in default names: text last, as retrieval pairs it
 
 

@@ -9,10 +9,29 @@ from pydantic import Field, model_validator
 from mmcl.config import Section
 from mmcl.data import DataConfig
 from mmcl.eval import EvalConfig
-from mmcl.losses.objective import LossTermConfig
+from mmcl.losses.config import LossTermConfig
 from mmcl.models import ModelConfig
 from mmcl.optim import OptimConfig
-from mmcl.training.fsdp import FsdpConfig
+
+
+class FsdpConfig(Section):
+    """Shard parameters, gradients and optimiser state across processes (GPU backends; see the README)."""
+
+    reshard_after_forward: bool = Field(
+        True, description="Free each block's gathered parameters after its forward and gather them again for the "
+        "backward (least memory); false keeps them until the backward (faster, more memory)."
+    )
+    cpu_offload: bool = Field(
+        False, description="Keep the sharded parameters, gradients and optimiser state in CPU memory between uses."
+    )
+    state_dict: Literal["sharded", "full"] = Field(
+        "sharded", description="How train_state/ in checkpoints stores model and optimiser: one shard per process "
+        "(fast, no gathering; resume with the same number of processes) or one full copy written by the main process."
+    )
+    wrap: list[str] | None = Field(
+        None, description="Class names of the modules that become shard units; null: each tower's repeated blocks "
+        "(the entries of a ModuleList/Sequential that repeat one composite class), listed in the log."
+    )
 
 
 class TrainLoopConfig(Section):

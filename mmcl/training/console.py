@@ -63,7 +63,7 @@ class DataWaitWatch:
 
 def summary(*, best_metric: str | None, best: dict, final: Path, wall_seconds: float, totals: dict,
             failures: Counter) -> str:
-    """The closing block: best and final checkpoints, time, throughput, data wait and decode failures (`totals`:
+    """The closing block: best and final checkpoints, time, throughput, data wait and skipped samples (`totals`:
     MetricsLogger.totals(); `failures`: every process's counts, summed)."""
     if best:
         best_line = (f"step {best['step']}, {best['metric']} {best['value']:.4f}: {best['folder']} "
@@ -79,5 +79,6 @@ def summary(*, best_metric: str | None, best: dict, final: Path, wall_seconds: f
         f"{timedelta(seconds=round(totals['train_seconds']))} of it training)",
         f"  throughput:       {totals['samples_per_s']:.1f} samples/s, data wait {totals['data_wait_fraction']:.1%} "
         "(training time only)",
-        f"  decode failures:  {sum(failures.values())}" + (f" ({reasons})" if reasons else ""),
+        # Undecodable samples and those an epoch leaves out to keep ranks in step: both are data not trained on.
+        f"  samples skipped:  {sum(failures.values())}" + (f" ({reasons})" if reasons else ""),
     ])

