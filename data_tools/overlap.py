@@ -22,6 +22,7 @@ from data_tools.audio import AUDIO_EXTENSIONS
 from data_tools.files import MANIFEST
 from data_tools.fingerprints import PHASH_DISTANCE, image_phash, sha256
 from data_tools.image import IMAGE_EXTENSIONS
+from data_tools.readback import member_key
 from mmcl.errors import UserError
 
 # The 63 bits cut into PHASH_DISTANCE + 1 bands: two hashes that close agree on a whole band (pigeonhole), so
@@ -64,9 +65,7 @@ def _from_shards(folder: Path) -> Iterator[list[Row]]:
                 for member in tar:
                     if not member.isfile():
                         continue
-                    directory, _, base = member.name.rpartition("/")
-                    stem, _, ext = base.partition(".")
-                    name = f"{directory}/{stem}" if directory else stem
+                    name, ext = member_key(member.name)
                     if name != key and key is not None:
                         rows.append(_stored_sample(key, path.name, entries))
                         entries = {}

@@ -26,6 +26,13 @@ from mmcl.data.text import decode_captions
 LOADER_LIMITS = ImageLimits()  # what the training and evaluation loaders accept by default
 
 
+
+def member_key(name: str) -> tuple[str, str]:
+    """(sample key, extension) of a tar member: webdataset's rule, the key ends at the first dot of the base name."""
+    directory, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{directory}/{stem}" if directory else stem), ext
+
 def _check_image_limits(data: bytes, name: str) -> None:
     """An image the loaders would refuse by default (data.image_limits) fails here too, before it is decoded."""
     with warnings.catch_warnings():
@@ -102,10 +109,7 @@ def read_shard(path: Path, headers_only: bool = False) -> ShardReadback:
             for member in tar:
                 if not member.isfile():
                     continue
-                # webdataset's rule: the key ends at the first dot of the file's base name.
-                directory, _, base = member.name.rpartition("/")
-                stem, _, ext = base.partition(".")
-                key = f"{directory}/{stem}" if directory else stem
+                key, ext = member_key(member.name)
                 data = tar.extractfile(member).read()
                 if not samples or samples[-1]["key"] != key:
                     samples.append({"key": key, "extensions": [], "failures": []})
