@@ -98,14 +98,17 @@ def test_evaluation_clip_from_bytes_equals_the_transform_of_the_whole_waveform()
     assert torch.equal(transform.load(data), transform(*decode(data)))
 
 
-def test_common_rates_resample_exactly_as_torchaudio_and_odd_rates_stay_cheap():
+def test_common_rates_resample_as_torchaudio_and_odd_rates_stay_cheap():
     import torchaudio
 
     from mmcl.data.audio import RESAMPLE_KERNEL_BUDGET, _kernel_floats, resample
 
-    wave = torch.randn(1, 22050)
+    wave = torch.randn(1, 22050, dtype=torch.float64)
     for rate in (8000, 11025, 22050, 32000, 44100, 48000, 96000):
-        assert torch.equal(resample(wave, rate, 16000), torchaudio.functional.resample(wave, rate, 16000))
+        # torchaudio's filter, computed in float64: mmcl's float32 output is within 2e-6 of it (unit-variance
+        # noise); see tests/test_data_audio_resample.py
+        torch.testing.assert_close(resample(wave.float(), rate, 16000),
+                                   torchaudio.functional.resample(wave, rate, 16000).float(), atol=2e-6, rtol=0)
     from fractions import Fraction
 
     assert _kernel_floats(Fraction(48001, 16000)) > 100 * RESAMPLE_KERNEL_BUDGET  # what torchaudio would build
