@@ -30,6 +30,28 @@ class ImageLimits(Section):
                              "from the full decode's. false: always decode in full.")
 
 
+class AudioFrontEndConfig(Section):
+    """How a waveform becomes the log-mel spectrogram an audio tower reads."""
+
+    sample_rate: int = Field(16000, description="Rate every clip is resampled to, in Hz.", gt=0)
+    clip_seconds: float = Field(5.0, description="Fixed clip length in seconds (longer clips are cropped, shorter repeat-padded).", gt=0)
+    n_fft: int = Field(400, description="FFT size of the short-time Fourier transform.", gt=0)
+    hop_length: int = Field(160, description="Samples between successive spectrogram frames.", gt=0)
+    n_mels: int = Field(64, description="Mel filterbank bands.", gt=0)
+    f_min: float = Field(0.0, description="Lowest filterbank frequency in Hz.", ge=0)
+    f_max: float | None = Field(None, description="Highest filterbank frequency in Hz; null: half the sample rate.")
+    freq_mask: int = Field(0, description="SpecAugment in training: widest frequency mask in mel bands (0: off).", ge=0)
+    time_mask: int = Field(0, description="SpecAugment in training: widest time mask in frames (0: off).", ge=0)
+
+    @property
+    def num_samples(self) -> int:
+        return round(self.sample_rate * self.clip_seconds)
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_samples // self.hop_length + 1  # centred STFT frames
+
+
 class ShardSource(Section):
     """One set of shards in a mixture."""
 
