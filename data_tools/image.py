@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from data_tools.errors import SampleError
-from data_tools.fingerprints import image_phash
+from data_tools.fingerprints import image_colours, image_phash
 from mmcl.data.config import MAX_PIXELS
 from mmcl.errors import UserError
 
@@ -156,11 +156,12 @@ def process_image(data: bytes, source: str, opts: ImageOptions) -> tuple[str, by
     """Return (extension, encoded bytes, facts for the manifest) or raise SampleError.
 
     The facts: the size stored and the source's, what resizing did (resize_effects), and the
-    decoded image's perceptual hash (image_phash), close for re-encoded or resized copies.
+    decoded image's perceptual hash (image_phash) and 4x4 colour thumbnail (image_colours), close for re-encoded or
+    resized copies.
     """
     img, (width, height) = _decode(data, source, opts.max_pixels, opts)
     facts = {"source_width": width, "source_height": height, **resize_effects(width, height, opts),
-             "image_phash": image_phash(img)}
+             "image_phash": image_phash(img), "image_colours": image_colours(img)}
     keep = opts.format == "keep" or (opts.format == "auto" and opts.resize_mode == "none")
     if keep and img.format in _EXT_OF_PIL_FORMAT:
         return _EXT_OF_PIL_FORMAT[img.format], data, {"image_width": width, "image_height": height, **facts}

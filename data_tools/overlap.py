@@ -20,7 +20,8 @@ from PIL import Image
 
 from data_tools.audio import AUDIO_EXTENSIONS
 from data_tools.files import MANIFEST
-from data_tools.fingerprints import PHASH_DISTANCE, image_phash, sha256
+from data_tools.fingerprints import (COLOUR_DISTANCE, PHASH_DISTANCE, colour_distance, image_colours, image_phash,
+                                    sha256)
 from data_tools.image import IMAGE_EXTENSIONS
 from data_tools.readback import member_key
 from mmcl.errors import UserError
@@ -30,30 +31,33 @@ from mmcl.errors import UserError
 _BAND_EDGES = (0, 13, 26, 39, 51, 63)
 assert len(_BAND_EDGES) - 1 > PHASH_DISTANCE
 _CHUNK = 8192  # training hashes compared at once: bounds the candidate pairs in memory
-_COLUMNS = ["key", "shard", "status", "image_sha256", "audio_sha256", "image_phash"]
+_COLUMNS = ["key", "shard", "status", "image_sha256", "audio_sha256", "image_phash", "image_colours"]
 _EXACT = {"image_sha256": "same image file", "audio_sha256": "same audio file"}
 
-Row = tuple[str, str, str | None, str | None, int | None]  # key, shard, image sha256, audio sha256, image phash
+# key, shard, image sha256, audio sha256, image phash, image colours
+Row = tuple[str, str, str | None, str | None, int | None, bytes | None]
 
 
 def _from_manifest(path: Path) -> Iterator[list[Row]]:
     for batch in pyarrow.parquet.ParquetFile(path).iter_batches(columns=_COLUMNS):
-        yield [(r["key"], r["shard"], r["image_sha256"], r["audio_sha256"], r["image_phash"])
+        yield [(r["key"], r["shard"], r["image_sha256"], r["audio_sha256"], r["image_phash"], r["image_colours"])
                for r in batch.to_pylist() if r["status"] == "ok"]
 
 
 def _stored_sample(key: str, shard: str, entries: dict[str, bytes]) -> Row:
     image = next((entries[e] for e in IMAGE_EXTENSIONS if e in entries), None)
     audio = next((entries[e] for e in AUDIO_EXTENSIONS if e in entries), None)
-    phash = None
+    phash = colours = None
     if image is not None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                phash = image_phash(Image.open(io.BytesIO(image)))
+                img = Image.open(io.BytesIO(image))
+                phash, colours = image_phash(img), image_colours(img)
         except Exception:  # an image that does not decode is verify's to report; its bytes hash still counts
             pass
-    return key, shard, None if image is None else sha256(image), None if audio is None else sha256(audio), phash
+    return (key, shard, None if image is None else sha256(image), None if audio is None else sha256(audio), phash,
+            colours)
 
 
 def _from_shards(folder: Path) -> Iterator[list[Row]]:
@@ -124,6 +128,11 @@ class _NearIndex:
             yield from zip(train[close].tolist(), self.owner[evals[close]].tolist(), distance[close].tolist())
 
 
+def _same_colours(a: bytes | None, b: bytes | None) -> bool:
+    """The grey hash is blind to colour: near copies must also agree in their 4x4 colour thumbnails."""
+    return a is None or b is None or colour_distance(a, b) <= COLOUR_DISTANCE
+
+
 def find_overlap(eval_dir: Path, train_dir: Path) -> dict:
     """The evaluation samples whose image or audio is also in the training set, each with one training sample it
     matches (an identical file rather than a near picture, where both exist)."""
@@ -153,8 +162,9 @@ def find_overlap(eval_dir: Path, train_dir: Path) -> dict:
         for start in range(0, len(batch), _CHUNK):
             chunk = [r for r in batch[start:start + _CHUNK] if r[4] is not None]
             for t, i, distance in near.pairs(np.array([r[4] for r in chunk], dtype=np.uint64)):
-                keep(i, chunk[t][0], chunk[t][1], f"similar image: {distance} of 63 perceptual-hash bits differ",
-                     1 + distance)
+                if _same_colours(chunk[t][5], rows[i][5]):
+                    keep(i, chunk[t][0], chunk[t][1], f"similar image: {distance} of 63 perceptual-hash bits differ",
+                         1 + distance)
     return {
         "eval": str(eval_dir), "train": str(train_dir), "eval_samples": len(rows), "train_samples": train_samples,
         "hashes_from": {"eval": eval_from, "train": train_from},

@@ -41,6 +41,7 @@ MANIFEST_SCHEMA = pyarrow.schema(
         ("upscaled", pyarrow.bool_()),
         ("image_sha256", pyarrow.string()),  # of the source file: exact copies in other sets (overlap.py)
         ("image_phash", pyarrow.int64()),  # near copies (fingerprints.py)
+        ("image_colours", pyarrow.binary()),
         ("audio_sha256", pyarrow.string()),
         ("audio_seconds", pyarrow.float64()),
         ("captions", pyarrow.int32()),

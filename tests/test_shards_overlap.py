@@ -153,3 +153,26 @@ def test_near_search_finds_exactly_the_pairs_within_the_distance():
 def test_eval_of_a_folder_that_is_no_shard_set_is_refused_first(tmp_path):
     with pytest.raises(UserError, match="--eval-of .*nowhere: not a directory of training shards"):
         run_cli("shards", "prepare", tmp_path, "-o", tmp_path / "out", "--eval-of", tmp_path / "nowhere")
+
+
+def test_a_picture_differing_only_in_colour_is_no_copy(tmp_path):
+    """Same shape, same place, another colour: the grey perceptual hash alone calls it a copy, the colour
+    thumbnails tell them apart; the same picture re-encoded at another size still matches."""
+    import random
+
+    from data_tools import demo_shapes
+
+    red, blue = (demo_shapes.draw(colour, "circle", random.Random(5), size=96) for colour in ("red", "blue"))
+    assert _distance(_phash(_encoded(red)), _phash(_encoded(blue))) <= PHASH_DISTANCE
+    train, evaluation = tmp_path / "train", tmp_path / "eval"
+    for folder, samples in ((train, [("red", _encoded(red, quality=90))]),
+                            (evaluation, [("blue", _encoded(blue, quality=90)),
+                                          ("red_small", _encoded(red.resize((64, 64)), quality=70))])):
+        folder.mkdir()
+        with TarWriter(str(folder / "000.tar")) as tar:
+            for key, data in samples:
+                tar.write({"__key__": key, "jpg": data, "txt": "a circle"})
+
+    report = find_overlap(evaluation, train)
+
+    assert [(m["key"], m["train_key"]) for m in report["matches"]] == [("red_small", "red")]
