@@ -81,7 +81,8 @@ def confusion(result: dict) -> Figure:
     matrix = torch.tensor(result["metrics"]["confusion_matrix"], dtype=torch.float64)
     rates = matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1)
     names = result["classnames"]
-    size = max(6.0, 0.25 * len(names) + 3)
+    # Named axes need room per class; beyond MAX_TICKED_CLASSES they go unnamed and a larger map only costs time.
+    size = max(6.0, 0.25 * len(names) + 3) if len(names) <= MAX_TICKED_CLASSES else 9.0
     fig, ax = _figure(size + 1, size, f"{result['name']}: confusion matrix (each true class's row sums to 1)")
     image = ax.imshow(rates.numpy(), cmap="viridis", vmin=0, vmax=1)
     if len(names) <= MAX_TICKED_CLASSES:

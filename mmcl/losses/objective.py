@@ -29,7 +29,8 @@ def model_for_objective(model: ModelConfig, terms: list[LossTermConfig]) -> Mode
     Explicit values are kept."""
     chosen = {}
     for loss in Objective(terms).losses:
-        for field, attribute in (("logit_scale_init", "initial_logit_scale"), ("logit_bias_init", "initial_logit_bias")):
+        for field, attribute in (("logit_scale_init", "initial_logit_scale"),
+                                 ("logit_bias_init", "initial_logit_bias")):
             if getattr(model, field) is None and hasattr(loss, attribute):
                 chosen.setdefault(field, getattr(loss, attribute))
     return model.model_copy(update=chosen)
