@@ -23,7 +23,7 @@ from data_tools.files import MANIFEST
 from data_tools.fingerprints import (COLOUR_DISTANCE, PHASH_DISTANCE, colour_distance, image_colours, image_phash,
                                     sha256)
 from data_tools.image import IMAGE_EXTENSIONS
-from data_tools.readback import member_key
+from data_tools.readback import tar_files
 from mmcl.errors import UserError
 
 # The 63 bits cut into PHASH_DISTANCE + 1 bands: two hashes that close agree on a whole band (pigeonhole), so
@@ -65,15 +65,11 @@ def _from_shards(folder: Path) -> Iterator[list[Row]]:
     for path in sorted(folder.glob("*.tar")):
         rows, key, entries = [], None, {}
         try:
-            with tarfile.open(path, mode="r|") as tar:
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    name, ext = member_key(member.name)
-                    if name != key and key is not None:
-                        rows.append(_stored_sample(key, path.name, entries))
-                        entries = {}
-                    key, entries[ext] = name, tar.extractfile(member).read()
+            for _, name, ext, data in tar_files(path):
+                if name != key and key is not None:
+                    rows.append(_stored_sample(key, path.name, entries))
+                    entries = {}
+                key, entries[ext] = name, data
         except (tarfile.TarError, OSError, EOFError):
             pass
         if key is not None:

@@ -11,13 +11,14 @@ import warnings
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
 from data_tools.audio import AUDIO_EXTENSIONS, check_audio_header, decode_audio
 from data_tools.errors import SampleError
 from data_tools.image import IMAGE_EXTENSIONS, open_image
-from mmcl.data.image import ImageLimits
+from mmcl.data.config import ImageLimits
 from mmcl.data.label import parse_label
 from mmcl.data.text import decode_captions
 
@@ -25,6 +26,16 @@ from mmcl.data.text import decode_captions
 
 LOADER_LIMITS = ImageLimits()  # what the training and evaluation loaders accept by default
 
+
+
+def tar_files(path: Path) -> Iterator[tuple[str, str, str, bytes]]:
+    """(member name, sample key, extension, bytes) of each file in a tar, streamed in order; tar errors reach
+    the caller."""
+    with tarfile.open(path, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                key, ext = member_key(member.name)
+                yield member.name, key, ext, tar.extractfile(member).read()
 
 
 def member_key(name: str) -> tuple[str, str]:
@@ -105,21 +116,16 @@ def read_shard(path: Path, headers_only: bool = False) -> ShardReadback:
         result.damaged = True
         problems.append(f"{path.name}: size {path.stat().st_size} is not a whole number of tar blocks (truncated?)")
     try:
-        with tarfile.open(path, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, ext = member_key(member.name)
-                data = tar.extractfile(member).read()
-                if not samples or samples[-1]["key"] != key:
-                    samples.append({"key": key, "extensions": [], "failures": []})
-                sample = samples[-1]
-                sample["extensions"].append(ext)
-                try:
-                    sample.update(describe_entry(ext, data, f"{path.name}:{member.name}", headers_only))
-                except SampleError as err:
-                    sample["failures"].append(err.reason)
-                    problems.append(f"{path.name}: {member.name} does not decode ({err.reason}: {err.detail})")
+        for name, key, ext, data in tar_files(path):
+            if not samples or samples[-1]["key"] != key:
+                samples.append({"key": key, "extensions": [], "failures": []})
+            sample = samples[-1]
+            sample["extensions"].append(ext)
+            try:
+                sample.update(describe_entry(ext, data, f"{path.name}:{name}", headers_only))
+            except SampleError as err:
+                sample["failures"].append(err.reason)
+                problems.append(f"{path.name}: {name} does not decode ({err.reason}: {err.detail})")
     except (tarfile.TarError, OSError, EOFError) as err:
         result.damaged = True
         problems.append(f"{path.name}: corrupt or truncated tar after {len(samples)} samples ({err})")
