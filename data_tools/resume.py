@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from data_tools.files import PLAN, read_json, write_json
+from mmcl.config import flatten
 from mmcl.errors import UserError
 
 # Settings (flattened as in prepare.json) -> the flag a user sets them with.
@@ -46,16 +47,6 @@ def fingerprint(specs, settings: dict) -> tuple[str, str]:
     return combined.hexdigest(), listing.hexdigest()
 
 
-def _flatten(settings: dict, prefix: str = "") -> dict:
-    flat = {}
-    for name, value in settings.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            flat[prefix + name] = value
-    return flat
-
-
 def _shown(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -69,7 +60,7 @@ def differences(previous: dict, plan: dict) -> list[str]:
         found.append(f"SOURCE {previous.get('source')} -> {plan['source']}")
     if previous.get("n_samples") != plan["n_samples"]:
         found.append(f"samples listed {previous.get('n_samples')} -> {plan['n_samples']}")
-    old, new = _flatten(previous.get("settings", {})), _flatten(plan["settings"])
+    old, new = flatten(previous.get("settings", {})), flatten(plan["settings"])
     for name in [*new, *(n for n in old if n not in new)]:
         if old.get(name) != new.get(name):
             found.append(f"{_FLAGS.get(name, name)} {_shown(old.get(name))} -> {_shown(new.get(name))}")

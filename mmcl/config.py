@@ -152,6 +152,17 @@ def to_commented_yaml(section: Section, indent: int = 0) -> str:
     return "\n".join(out)
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """`{dotted.key: value}` for every leaf of a nested dict (lists are leaves)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _optional_section(annotation: Any) -> type[Section] | None:
     """The Section class of an `X | None` field, so that an unset section's fields can still be documented."""
     for arg in typing.get_args(annotation):

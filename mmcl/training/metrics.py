@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mmcl.eval import geometry
-from mmcl.training.run_config import flatten
+from mmcl.config import flatten
 
 log = logging.getLogger("mmcl.train")
 

@@ -11,23 +11,13 @@ import json
 import logging
 from pathlib import Path
 
+from mmcl.config import flatten
 from mmcl.errors import UserError
 
 log = logging.getLogger("mmcl.train")
 
 DATA_ORDER = ("data.", "train.seed", "train.accum_steps")
 IGNORED = ("train.resume",)  # how the run was asked to continue is not part of it
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """`{dotted.key: value}` for every leaf of a nested dict (lists are leaves)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def changes(before: dict, after: dict) -> dict[str, list]:
