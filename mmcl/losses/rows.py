@@ -3,6 +3,11 @@
 Masks: a term that needs modalities M uses exactly the rows whose ``batch["<m>_mask"]`` is true for every m in M
 (no mask key means every row has that modality). Rows are *selected*, not zero-weighted, so padding embeddings
 never enter a logit, a normaliser or a negative set, and their gradient is exactly zero.
+
+Learned stand-ins (tower option ``missing: learned``, Symile-M3's handling): where the model output holds
+``"<m>_stand_in"``, a row lacking m takes part with the model's learned missing-m embedding, provided at least one
+of the term's modalities is real in that row: a row made only of stand-ins carries no information (and a
+one-modality term such as ``uniformity`` keeps using real rows only).
 """
 
 from __future__ import annotations
@@ -39,17 +44,21 @@ def check_modalities(loss: str, modalities: Sequence[str], count: int | None = N
 
 
 def presence(outputs: Mapping[str, Tensor], batch: Mapping[str, Any] | None, modalities: Sequence[str]) -> Tensor:
-    """Bool [B]: rows that have every one of ``modalities``."""
+    """Bool [B]: rows that have every one of ``modalities``, really or by a learned stand-in, and at least one
+    really."""
     missing = [m for m in modalities if m not in outputs]
     if missing:
         raise LossOptionError(f"a loss needs modalities {missing}, but the model outputs only {output_modalities(outputs)}")
     first = outputs[modalities[0]]
     keep = torch.ones(first.shape[0], dtype=torch.bool, device=first.device)
+    any_real = torch.zeros_like(keep)
     for m in modalities:
         mask = None if batch is None else batch.get(f"{m}_mask")
-        if mask is not None:
-            keep = keep & mask.to(device=keep.device, dtype=torch.bool)
-    return keep
+        real = torch.ones_like(keep) if mask is None else mask.to(device=keep.device, dtype=torch.bool)
+        stand_in = outputs.get(f"{m}_stand_in")
+        keep = keep & (real if stand_in is None else real | stand_in.to(device=keep.device, dtype=torch.bool))
+        any_real = any_real | real
+    return keep & any_real
 
 
 @dataclass

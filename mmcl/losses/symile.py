@@ -17,10 +17,13 @@ where candidate c is one row of each non-anchor modality and the positive is sam
 * ``"n_squared"`` (O(N^{M−1}) per row; the default for two modalities, where it is CLIP's InfoNCE): every
   combination of non-anchor rows is a candidate.
 
-Missing modalities: rows lacking any of the loss's modalities are excluded from the term. The paper instead keeps
-incomplete samples by substituting a representation for the missing modality; that would make the loss own a
-learned parameter the trainer must optimise, while every mmcl loss is parameter-free. Use ``pairwise`` alongside
-Symile to learn from incomplete rows.
+Missing modalities: by default a row lacking any of the loss's modalities is left out of the term, so with a
+missing rate p per modality only (1 − p)^M of the rows train. Symile-M3 keeps them: a missing input becomes a
+representation the model learns (the training-set mean image or audio clip with a missingness indicator, a
+``[MISSING]`` text token), and the loss itself needs no parameters. mmcl does this at the model: the tower option
+``missing: learned`` gives the modality a learned missing-input embedding, and rows with it stay in this term
+(see :mod:`mmcl.models.multimodal` and :mod:`mmcl.losses.rows`). Such rows add pairwise information only; where the
+signal is purely three-way (the XOR experiment at p̂ = 1, ``benchmarks/symile_xor.py --missing``) they add none.
 
 Across ranks, local anchor rows meet candidates built from the gathered rows, and the permutations are drawn on
 rank 0 and broadcast so every rank builds the same candidate set as one process would.

@@ -61,6 +61,11 @@ class TowerCommon(Section):
     )
     grad_checkpointing: bool = Field(False, description="Recompute block activations in backward to save memory.")
     weights: WeightsConfig | None = Field(None, description="Initial encoder weights from a local file; null: random init.")
+    missing: Literal["drop", "learned"] = Field(
+        "drop",
+        description="Samples lacking this modality: 'drop' leaves them out of every loss term that uses it; 'learned' "
+        "gives them a learned missing-modality embedding so that they stay in multi-modality terms, as Symile-M3 does.",
+    )
 
     @model_validator(mode="after")
     def _unlocked_needs_locked(self):

@@ -73,7 +73,9 @@ def create_model(name_or_config) -> tuple[MultimodalModel, ModalityTransforms, C
     if cfg.logit_scale_init is None:  # no objective chose one: CLIP's, written down so that a checkpoint says it
         cfg = cfg.model_copy(update={"logit_scale_init": CLIP_LOGIT_SCALE_INIT})
     towers = {m: _prepare_tower(m, tower_cfg, cfg.embed_dim) for m, tower_cfg in cfg.towers.items()}
-    model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init)
+    learned_missing = [m for m, tower_cfg in cfg.towers.items() if tower_cfg.missing == "learned"]
+    model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init,
+                            learned_missing=learned_missing, embed_dim=cfg.embed_dim)
     model.config = cfg
     transforms = ModalityTransforms(
         train={m: t.train_transform for m, t in towers.items() if t.train_transform is not None},

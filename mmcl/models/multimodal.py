@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,15 @@ class MultimodalModel(nn.Module):
 
     Only modalities that have both a tower and an entry in the batch are encoded, so one model serves
     image-text, audio-text or three-modality batches alike.
+
+    Missing inputs (``batch["<m>_mask"]`` false): for a modality in ``learned_missing`` the row's embedding is a
+    learned vector (one per modality, normalised like any embedding) and the output holds ``"<m>_stand_in"``, a
+    bool [B] true on those rows, so that losses keep them (:mod:`mmcl.losses.rows`). This is Symile-M3's handling
+    (Saporta et al. 2024, experiments with missing data): there a missing image or audio clip becomes the training-set mean input and a
+    missing caption a learned ``[MISSING]`` token, with a missingness indicator fed to the encoder, so every missing
+    input of a modality maps to one point the training learns; here that point is learned directly, which saves
+    encoding placeholders and reaches every point the encoder route could. Other modalities' missing rows keep
+    their placeholder embedding and the losses leave those rows out.
     """
 
     def __init__(
@@ -24,9 +34,20 @@ class MultimodalModel(nn.Module):
         logit_scale_init: float,
         logit_scale_max: float,
         logit_bias_init: float | None = None,
+        learned_missing: Sequence[str] = (),
+        embed_dim: int | None = None,
     ):
         super().__init__()
         self.towers = nn.ModuleDict(towers)
+        unknown = sorted(set(learned_missing) - set(towers))
+        if unknown:
+            raise ValueError(f"learned_missing names modalities without a tower: {unknown}")
+        if learned_missing and embed_dim is None:
+            raise ValueError("learned_missing needs embed_dim")
+        # On the model, not in the tower: locking a tower (LiT) must leave its stand-in trainable. Unit-scale
+        # random start: a zero vector has no direction to normalise.
+        self.missing = nn.ParameterDict(
+            {m: nn.Parameter(torch.randn(embed_dim) / math.sqrt(embed_dim)) for m in learned_missing})
         # Shape [1], not a 0-dim scalar: FSDP can shard only parameters with a dimension.
         self.logit_scale = nn.Parameter(torch.tensor([float(logit_scale_init)]))
         self.log_scale_max = math.log(logit_scale_max)
@@ -41,7 +62,18 @@ class MultimodalModel(nn.Module):
         return F.normalize(tower(tower.trim_inputs(inputs)), dim=-1)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        out = {m: self.encode(m, batch[m]) for m in self.towers if m in batch}
+        out = {}
+        for m, tower in self.towers.items():
+            if m not in batch:
+                continue
+            features = tower(tower.trim_inputs(batch[m]))
+            present = batch.get(f"{m}_mask")
+            if m in self.missing and present is not None:
+                absent = ~present.to(device=features.device, dtype=torch.bool)
+                # where(), not indexing: the tower's gradient on absent rows is exactly zero, shapes stay static.
+                features = torch.where(absent[:, None], self.missing[m].to(features.dtype), features)
+                out[f"{m}_stand_in"] = absent
+            out[m] = F.normalize(features, dim=-1)
         # Clamping the log keeps exp() from overflowing; the gradient stops at the bound, as in CLIP.
         # New tensors, not views of the parameters: FSDP hooks the outputs and warns about views.
         out["logit_scale"] = self.logit_scale[0].clamp(max=self.log_scale_max).exp()
