@@ -35,3 +35,17 @@ def test_cwcl_masks():
     torch.testing.assert_close(value, reference_cwcl(outputs["image"][keep], outputs["text"][keep],
                                                      outputs["logit_scale"]).detach())
     assert grads["text"][~keep].abs().max() == 0
+
+
+def test_cwcl_reproduces_a_worked_example_done_by_hand():
+    # Frozen p1 = (1, 0), p2 = (0, 1); trained q1 = (1, 0), q2 = (-1, 0); s = 1. Weights from the frozen tower:
+    # w = [[1, 0.5], [0.5, 1]].
+    # U->V, row 1: logits (1, -1), log-softmax (-0.12693, -2.12693) -> (1*0.12693 + 0.5*2.12693)/1.5 = 0.79360;
+    #       row 2: logits (0, 0) -> ln 2 = 0.69315; mean 0.74337.
+    # V->U, row 1: logits (1, 0), log-softmax (-0.31326, -1.31326) -> (0.31326 + 0.5*1.31326)/1.5 = 0.64659;
+    #       row 2: logits (-1, 0), log-softmax (-1.31326, -0.31326) -> (0.5*1.31326 + 0.31326)/1.5 = 0.64659.
+    # Sum of the two directions: 1.38996. (Weights from the trained tower in V->U would give 0.74337 + 0.31326.)
+    outputs = {"image": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "text": torch.tensor([[1.0, 0.0], [-1.0, 0.0]]),
+               "logit_scale": torch.tensor(1.0)}
+    value = create_loss("cwcl", modalities=["image", "text"])(outputs)["cwcl/image-text"]
+    assert abs(value.item() - 1.38996) < 1e-4

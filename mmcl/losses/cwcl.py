@@ -8,6 +8,11 @@ With p_i from the frozen tower (modality U), q_i from the trained one (modality 
     L_{V→U} = −1/N Σ_i (1 / Σ_j w_ij) Σ_j w_ij log softmax_j(s⟨q_i, p_j⟩)
     L_CWCL  = L_{U→V} + L_{V→U}
 
+The sum of the two directions is twice the scale of mmcl's ``clip`` (which averages them): with w = identity this
+loss equals 2 × clip. The equations are the method section's as read when this was written; their numbers are
+not quoted because the paper's text was not at hand to check them again. ``tests/test_losses_cwcl.py`` works a
+2-row example by hand.
+
 Both directions take their weights from the frozen tower: its intra-modal similarities are the knowledge being
 transferred, while the trained tower's are what is being learned. The weights are targets, so they are detached.
 Across ranks, weights and logits of local rows run over the gathered columns, as in one process.
