@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peer_models import (MODELS, OPEN_CLIP_ENTRY, mmcl_model_config, open_clip_name,  # noqa: E402
-                                     register_open_clip, to_open_clip)
+                                     register_open_clip)
 from data_tools.demo_emoji import sources  # noqa: E402
+from mmcl.interop.open_clip_format import to_open_clip_state  # noqa: E402
 
 SHARDS, PER_SHARD, HELDOUT_FRACTION = 8, 200, 0.15
 HPARAMS = {"batch_size": 32, "workers": 2, "lr": 5e-4, "wd": 0.2, "beta1": 0.9, "beta2": 0.98, "eps": 1e-6,
@@ -126,7 +127,7 @@ def run_mmcl(work: Path, shard_dir: Path, model: str, seed: int, steps: int, thr
         seconds += (record["step"] - done) * h["batch_size"] / record["samples_per_s"]
         done = record["step"]
     weights = load_file(out / "checkpoints" / f"step-{steps:08d}" / "model" / "model.safetensors")
-    return to_open_clip(weights), seconds
+    return to_open_clip_state(weights), seconds
 
 
 # --- scoring (the same code for both)

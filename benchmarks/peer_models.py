@@ -63,19 +63,3 @@ def write_mmcl_model_config(folder: Path, model: str) -> Path:
     path = folder / f"{open_clip_name(model)}.yaml"
     path.write_text(yaml.safe_dump(mmcl_model_config(model)))
     return path
-
-
-def to_open_clip(state: dict) -> dict:
-    """An mmcl image-text state dict under open_clip CLIP's names (whose text tower's parts sit at the root):
-    a one-to-one renaming."""
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith("towers.image.encoder."):
-            renamed["visual." + key.removeprefix("towers.image.encoder.")] = value
-        elif key.startswith("towers.text.encoder."):
-            renamed[key.removeprefix("towers.text.encoder.")] = value
-        elif key == "logit_scale":
-            renamed[key] = value.reshape(())
-        else:
-            raise KeyError(f"no open_clip name for {key}")
-    return renamed

@@ -1,4 +1,5 @@
-"""The `mmcl` command: one subcommand per job, mirroring the layout (shards, train, eval, demo, config, models)."""
+"""The `mmcl` command: one subcommand per job, mirroring the layout (shards, train, eval, demo, export, config,
+models)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ COMMANDS = {
              "Evaluate a model zero-shot: classification, retrieval, embedding geometry."),
     "demo": ("pipelines.commands", "register_demo",
              "Build the emoji dataset, prepare shards, train an image-text-audio model and evaluate it."),
+    "export": ("pipelines.export", "register", "Write a checkpoint in another tool's format (open_clip)."),
 }
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from pipelines.cli import main
 
-SUBCOMMANDS = ("shards", "train", "eval", "demo", "config", "models")
+SUBCOMMANDS = ("shards", "train", "eval", "demo", "export", "config", "models")
 
 
 @dataclass
@@ -133,6 +133,7 @@ LIGHT = [  # help and user errors: answered before torch (seconds to import) is 
     ["train", "configs/demo.yaml", "data.batchsize=3"], ["train", "missing.yaml"],
     ["eval", "no-such-model", "--data", "."], ["eval", "tiny", "--data", "missing/"],
     ["shards", "prepare", "missing/", "--output", "out"], ["config", "show", "configs/demo.yaml"], ["models", "list"],
+    ["export", "--help"], ["export", "missing/", "--format", "open_clip", "--output", "out"],
 ]
 
 

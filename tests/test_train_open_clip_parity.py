@@ -17,7 +17,8 @@ import torch
 from open_clip.loss import ClipLoss
 from open_clip_train.scheduler import cosine_lr
 
-from benchmarks.peer_models import MODELS, open_clip_name, register_open_clip, to_open_clip
+from benchmarks.peer_models import MODELS, open_clip_name, register_open_clip
+from mmcl.interop.open_clip_format import to_open_clip_state
 from mmcl.losses.objective import LossTermConfig, Objective
 from mmcl.models import create_model
 from mmcl.optim import OptimConfig, build_optimizer, build_scheduler
@@ -45,7 +46,7 @@ def trained(tmp_path_factory):
         "text": {"type": "open_clip_text", "cfg": MODELS["tiny"]["text_cfg"]}}})
     register_open_clip(tmp_path_factory.mktemp("open_clip"), "tiny")
     reference = open_clip.create_model(open_clip_name("tiny"))
-    reference.load_state_dict(to_open_clip(model.state_dict()))
+    reference.load_state_dict(to_open_clip_state(model.state_dict()))
 
     cfg = OptimConfig(lr=LR, weight_decay=WD, warmup_steps=WARMUP, schedule="cosine")
     optimizer = build_optimizer(model, cfg)
@@ -79,7 +80,7 @@ def trained(tmp_path_factory):
         with torch.no_grad():
             reference.logit_scale.clamp_(0, math.log(100))
         reference_losses.append(loss.item())
-    return losses, reference_losses, to_open_clip(model.state_dict()), reference.state_dict()
+    return losses, reference_losses, to_open_clip_state(model.state_dict()), reference.state_dict()
 
 
 def test_losses_follow_open_clip_step_by_step(trained):

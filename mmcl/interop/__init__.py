@@ -1,0 +1,1 @@
+"""Moving mmcl models to and from other tools' formats (open_clip)."""
