@@ -34,7 +34,8 @@ def _self_contained_config(model, folder: Path) -> ModelConfig:
             tower.tokenizer.save_pretrained(folder / modality)
             update.update(path=modality, pretrained=False)
         towers[modality] = tower_cfg.model_copy(update=update)
-    return model.config.model_copy(update={"towers": towers})
+    # The towers an `open_clip:` source expanded to stay; its checkpoint file is no longer needed.
+    return model.config.model_copy(update={"towers": towers, "open_clip": None})
 
 
 def save_model(model, folder: str | Path, state: dict | None = None) -> Path:

@@ -238,9 +238,28 @@ TowerConfig = Annotated[
 CLIP_LOGIT_SCALE_INIT = math.log(1 / 0.07)  # Radford et al.: τ = 0.07 at the start
 
 
-class ModelConfig(Section):
-    """A multimodal model: one tower per modality, each projecting into a shared embed_dim space."""
+class OpenClipSource(Section):
+    """A whole open_clip CLIP model as an mmcl model: its architecture by name, its weights from one checkpoint."""
 
+    name: str = Field(description="open_clip model config name, e.g. ViT-B-32 (`open_clip.list_models()`), or the path "
+                      "of an open_clip model config JSON file.")
+    weights: str | None = Field(
+        None, description="An open_clip checkpoint: .safetensors, or a torch file read with weights_only=True (a "
+        "training checkpoint's state_dict and DDP 'module.' prefixes are undone); both towers, logit_scale and "
+        "logit_bias (if any) are loaded strictly. null: random initialisation of the architecture.")
+    image_size: int | None = Field(
+        None, gt=0, description="Image size to train and evaluate at; the checkpoint's position embeddings are "
+        "resized to it (bicubic, as open_clip's resize_pos_embed). null: the architecture's own.")
+
+
+class ModelConfig(Section):
+    """A multimodal model: one tower per modality, each projecting into a shared embed_dim space; or, with
+    `open_clip`, an open_clip model whose towers, embed_dim and temperature come from open_clip's config."""
+
+    open_clip: OpenClipSource | None = Field(
+        None, description="Build the model from an open_clip architecture (and checkpoint) instead of listing "
+        "towers: fills embed_dim, towers (open_clip_vision + open_clip_text) and the logit scale and bias "
+        "initialisation from open_clip's config.")
     embed_dim: int = Field(description="Width of the shared, L2-normalised embedding space.", gt=0)
     towers: dict[str, TowerConfig] = Field(
         description="One tower per modality, keyed by modality name (image, text, audio, ...)."
@@ -254,6 +273,20 @@ class ModelConfig(Section):
         None, description="Initial logit bias, a parameter only sigmoid losses use; null: the training objective's "
         "choice, -10 with a siglip term (Zhai et al.), else no bias parameter."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_open_clip(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("open_clip"):
+            return data
+        given = sorted(k for k in ("embed_dim", "towers") if k in data)
+        if given:
+            raise ValueError(f"give either open_clip or {' and '.join(given)}: open_clip sets them from its config")
+        from mmcl.interop.open_clip_import import model_fields
+
+        source = data["open_clip"]
+        source = source if isinstance(source, OpenClipSource) else OpenClipSource.model_validate(source)
+        return {**model_fields(source, data), **data}
 
     @field_validator("towers")
     @classmethod

@@ -77,6 +77,10 @@ def create_model(name_or_config) -> tuple[MultimodalModel, ModalityTransforms, C
     model = MultimodalModel(towers, cfg.logit_scale_init, cfg.logit_scale_max, cfg.logit_bias_init,
                             learned_missing=learned_missing, embed_dim=cfg.embed_dim)
     model.config = cfg
+    if cfg.open_clip is not None and cfg.open_clip.weights is not None:
+        from mmcl.interop.open_clip_import import load_open_clip_checkpoint
+
+        load_open_clip_checkpoint(model, cfg.open_clip.weights)
     transforms = ModalityTransforms(
         train={m: t.train_transform for m, t in towers.items() if t.train_transform is not None},
         eval={m: t.eval_transform for m, t in towers.items() if t.eval_transform is not None},
