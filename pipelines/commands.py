@@ -72,6 +72,10 @@ def register_eval(parser) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="Decoding worker processes (default 0).")
     parser.add_argument("--device", default="cpu",
                         help="Torch device (default cpu; under torchrun each process takes its own).")
+    parser.add_argument("--bootstrap", type=int, metavar="N",
+                        help="Add a bootstrap confidence interval to every top-1, top-5, mean per-class recall and "
+                        "recall@k, from N resamples of the items (at least 100); level 0.95 and seed 0 unless a "
+                        "--tasks file's `bootstrap:` sets them.")
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
     parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
@@ -107,7 +111,8 @@ def eval_config_from_args(args):
             raise UserError("--tasks FILE.yaml holds each task's data, templates, class names, modalities and "
                             "name; drop --data/--templates/--classnames/--modalities/--name")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
-                                                   f"num_workers={args.num_workers}"])
+                                                   f"num_workers={args.num_workers}"]
+                           + ([f"bootstrap.samples={args.bootstrap}"] if args.bootstrap is not None else []))
     if not args.data:
         raise UserError("give --data DIR (with --task) or --tasks FILE.yaml")
     task: dict = {"type": args.task, "data": {"path": args.data, "format": args.format}}
@@ -125,8 +130,9 @@ def eval_config_from_args(args):
         if args.task == "zeroshot_classification":
             raise UserError("--modalities does not apply to zero-shot classification; use --modality")
         task["modalities"] = args.modalities
-    return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers},
-                    "mmcl eval flags")
+    bootstrap = {"bootstrap": {"samples": args.bootstrap}} if args.bootstrap is not None else {}
+    return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers,
+                                 **bootstrap}, "mmcl eval flags")
 
 
 def check_eval_inputs(model: str, config) -> None:

@@ -5,8 +5,8 @@
 
 Modules: `tasks` (task configs), `run` (running them on a model), `datasets`/`loading`/`embed` (data to
 embeddings), `templates` (prompt templates), `zeroshot`/`metrics`, `retrieval`, `geometry` (the measures),
-`report` (result files), `summary`, `plots` and `compare` (what people read), `openclip` (open_clip models by
-name), `models` (any model by name or checkpoint folder).
+`bootstrap` (confidence intervals of the measures), `report` (result files), `summary`, `plots` and `compare` (what
+people read), `openclip` (open_clip models by name), `models` (any model by name or checkpoint folder).
 """
 
 from mmcl.lazy import lazy_exports

@@ -57,16 +57,34 @@ def _notes(left: dict, right: dict) -> list[str]:
     return notes
 
 
+def overlap(left: dict, right: dict, key: str) -> str | None:
+    """Whether the two results' bootstrap intervals of metric `key` overlap ("yes"/"no"); None unless both have
+    one. Disjoint intervals are a hint, not a test, that the difference is more than resampling noise."""
+    a, b = left.get("intervals", {}).get(key), right.get("intervals", {}).get(key)
+    if not (a and b):
+        return None
+    return "yes" if a[0] <= b[1] and b[0] <= a[1] else "no"
+
+
+def _interval_notes(left: dict, right: dict) -> list[str]:
+    """Intervals made at different confidence levels do not compare as like with like."""
+    a, b = left.get("bootstrap"), right.get("bootstrap")
+    if a and b and a["level"] != b["level"]:
+        return [f"note: {left['name']} intervals are at different levels: A {a['level']}, B {b['level']}"]
+    return []
+
+
 def compare(a: list[dict], b: list[dict], names: tuple[str, str]) -> str:
-    """Every scalar metric of the paired tasks, side by side with the difference B − A; rows carry A's task name."""
+    """Every scalar metric of the paired tasks, side by side with the difference B − A; rows carry A's task name.
+    When both results of a pair have bootstrap intervals, a last column says whether a metric's intervals overlap."""
     header, rows, notes, only = [f"A: {names[0]}", f"B: {names[1]}"], [], [], 0
     pairs = pair(a, b)
     for left, right, by_name in pairs:
         if not by_name:
             header.append(f"paired by task and data: A {left['name']!r} with B {right['name']!r} ({describe(left)})")
-        notes += _notes(left, right)
+        notes += _notes(left, right) + _interval_notes(left, right)
         lm, rm = flatten(left["metrics"]), flatten(right["metrics"])
-        rows += [(f"{left['name']}/{k}", v, rm[k]) for k, v in lm.items() if k in rm]
+        rows += [(f"{left['name']}/{k}", v, rm[k], overlap(left, right, k)) for k, v in lm.items() if k in rm]
         only += len(set(lm) ^ set(rm))
     if not rows:
         raise UserError(f"{names[0]} and {names[1]} share no metrics: no task has the same name, or the same task "
@@ -74,9 +92,12 @@ def compare(a: list[dict], b: list[dict], names: tuple[str, str]) -> str:
                         f"{'; '.join(describe(r) for r in b)})")
     paired = [r for p in pairs for r in p[:2]]
     only += sum(len(flatten(r["metrics"])) for r in a + b if not any(r is p for p in paired))
-    width = max(len(k) for k, _, _ in rows)
-    table = [f"{'metric':<{width}}  {'A':>10}  {'B':>10}  {'B - A':>10}"]
-    table += [f"{k:<{width}}  {fmt(x):>10}  {fmt(y):>10}  {_difference(x, y):>10}" for k, x, y in rows]
+    width = max(len(k) for k, *_ in rows)
+    with_overlap = any(o is not None for *_, o in rows)  # the column only appears when it says something
+    table = [f"{'metric':<{width}}  {'A':>10}  {'B':>10}  {'B - A':>10}" + ("  intervals overlap" if with_overlap
+                                                                            else "")]
+    table += [f"{k:<{width}}  {fmt(x):>10}  {fmt(y):>10}  {_difference(x, y):>10}"
+              + (f"  {o or '—'}" if with_overlap else "") for k, x, y, o in rows]
     if only:
         table.append(f"({only} metrics appear in only one file)")
     return "\n".join(header + table + notes)

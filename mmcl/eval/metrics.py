@@ -24,12 +24,17 @@ def require_finite(tensor: torch.Tensor, what: str) -> None:
                          f"{int(rows[0])}; refusing to compute a metric from them")
 
 
-def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    """Fraction of rows whose true label is among the k highest scores. Undefined when k > classes."""
+def topk_hits(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """[N] bool: whether each row's true label is among its k highest scores. Undefined when k > classes."""
     if k > scores.shape[1]:
         raise ValueError(f"top-{k} accuracy is undefined for {scores.shape[1]} classes")
     topk = scores.topk(k, dim=1).indices
-    return (topk == labels[:, None]).any(dim=1).float().mean().item()
+    return (topk == labels[:, None]).any(dim=1)
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Fraction of rows whose true label is among the k highest scores. Undefined when k > classes."""
+    return topk_hits(scores, labels, k).float().mean().item()
 
 
 def confusion_matrix(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

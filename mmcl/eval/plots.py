@@ -1,5 +1,6 @@
-"""PNG plots of a task's result: per-class accuracy, confusion matrix, a sample similarity matrix and a 2-D
-projection of the embeddings coloured by class (or by modality when the items have no classes).
+"""PNG plots of a task's result: per-class accuracy (with the top-1 over all items and its bootstrap interval when
+the result has one; no other plot shows a metric that has an interval), confusion matrix, a sample similarity
+matrix and a 2-D projection of the embeddings coloured by class (or by modality when the items have no classes).
 
 `figures` builds them as Figure objects (so their layout can be checked before anything is written) and
 `write_plots` saves them. Figures are drawn on matplotlib's file-only Agg canvas, so no display is needed, and
@@ -57,7 +58,8 @@ def _short(name: str) -> str:
 
 
 def per_class_accuracy(result: dict) -> Figure:
-    """Top-1 per class, each class named with its item count, against uniform chance and the majority class."""
+    """Top-1 per class, each class named with its item count, against uniform chance and the majority class; with
+    a bootstrap interval for top-1, the top-1 over all items as a line in a band spanning its interval."""
     names, metrics = result["classnames"], result["metrics"]
     recalls, counts = metrics["per_class_recall"], metrics["class_counts"]
     fig, ax = _figure(max(7.0, 0.3 * len(names) + 3), 5, f"{result['name']}: per-class top-1 accuracy "
@@ -68,6 +70,11 @@ def per_class_accuracy(result: dict) -> Figure:
     largest = counts.index(max(counts))
     ax.axhline(metrics["majority_top1"], color="tab:red", linestyle=":",
                label=f"majority class {metrics['majority_top1']:.3f}\n(always {_short(names[largest])!r})")
+    interval = result.get("intervals", {}).get("top1")
+    if interval:
+        ax.axhline(metrics["top1"], color="tab:green")
+        ax.axhspan(*interval, color="tab:green", alpha=0.2, label=f"top-1, all items {metrics['top1']:.3f}\n"
+                   f"{100 * result['bootstrap']['level']:g}% interval [{interval[0]:.3f}, {interval[1]:.3f}]")
     ax.set_xticks(range(len(names)), [f"{_short(n)} ({c})" for n, c in zip(names, counts)], rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(0, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from mmcl.eval.bootstrap import ItemHits
 from mmcl.eval.metrics import require_finite
 from mmcl.eval.tasks import DEFAULT_KS
 
@@ -65,9 +66,16 @@ def rank_summary(query_ranks: torch.Tensor, ks=DEFAULT_KS) -> dict:
     return out
 
 
-def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor, names: tuple[str, str],
-                     ks=DEFAULT_KS, budget: int = SCORE_BUDGET) -> dict:
-    """Both directions between N items [N, D] and M ≥ N candidates [M, D] where `owner[j]` is candidate j's item.
+def recall_hits(direction_ranks: dict[str, torch.Tensor], ks=DEFAULT_KS) -> list[ItemHits]:
+    """Per direction, each query's hit at every k (`DIRECTION/recall@k`): what `bootstrap` resamples."""
+    return [ItemHits({f"{direction}/recall@{k}": found <= k for k in ks}) for direction, found in
+            direction_ranks.items()]
+
+
+def paired_ranks(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor, names: tuple[str, str],
+                 budget: int = SCORE_BUDGET) -> dict[str, torch.Tensor]:
+    """Query ranks of both directions between N items [N, D] and M ≥ N candidates [M, D] where `owner[j]` is
+    candidate j's item, keyed `A_to_B`.
 
     item→candidate: a hit when any of the item's candidates (e.g. its several captions) is within k.
     candidate→item: each candidate queries the N items; its own item is the one right answer.
@@ -75,9 +83,14 @@ def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tens
     a, b = names
     require_finite(items, f"{a} embeddings")
     require_finite(texts, f"{b} embeddings")
-    forward = ranks(items, texts, grouped_targets(owner, items.shape[0]), budget)
-    backward = ranks(texts, items, owner[:, None], budget)
-    return {f"{a}_to_{b}": rank_summary(forward, ks), f"{b}_to_{a}": rank_summary(backward, ks)}
+    return {f"{a}_to_{b}": ranks(items, texts, grouped_targets(owner, items.shape[0]), budget),
+            f"{b}_to_{a}": ranks(texts, items, owner[:, None], budget)}
+
+
+def paired_retrieval(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor, names: tuple[str, str],
+                     ks=DEFAULT_KS, budget: int = SCORE_BUDGET) -> dict:
+    """`rank_summary` of each direction of `paired_ranks`."""
+    return {d: rank_summary(r, ks) for d, r in paired_ranks(items, texts, owner, names, budget).items()}
 
 
 def multimodal_query(given: list[torch.Tensor], scoring: str) -> torch.Tensor:
@@ -93,9 +106,10 @@ def multimodal_query(given: list[torch.Tensor], scoring: str) -> torch.Tensor:
     raise ValueError(f"unknown multimodal scoring {scoring!r}; expected 'sum' or 'multilinear'")
 
 
-def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "multilinear"), ks=DEFAULT_KS,
-                         budget: int = SCORE_BUDGET) -> dict:
-    """For each modality: retrieve it from the other modalities of the same item, under each scoring."""
+def multimodal_ranks(embeddings: dict[str, torch.Tensor], scorings=("sum", "multilinear"),
+                     budget: int = SCORE_BUDGET) -> dict[str, torch.Tensor]:
+    """For each modality: the ranks of retrieving it from the other modalities of the same item, under each
+    scoring, keyed `A+B_to_C/SCORING`."""
     for m, e in embeddings.items():
         require_finite(e, f"{m} embeddings")  # named here: `ranks` sees only the combined queries
     out = {}
@@ -105,6 +119,12 @@ def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "
         given = [e for m, e in embeddings.items() if m != target]
         for scoring in scorings:
             query = multimodal_query(given, scoring)
-            found = ranks(query, candidates, diagonal, budget)
-            out[f"{'+'.join(m for m in embeddings if m != target)}_to_{target}/{scoring}"] = rank_summary(found, ks)
+            out[f"{'+'.join(m for m in embeddings if m != target)}_to_{target}/{scoring}"] = ranks(
+                query, candidates, diagonal, budget)
     return out
+
+
+def multimodal_retrieval(embeddings: dict[str, torch.Tensor], scorings=("sum", "multilinear"), ks=DEFAULT_KS,
+                         budget: int = SCORE_BUDGET) -> dict:
+    """`rank_summary` of each direction and scoring of `multimodal_ranks`."""
+    return {d: rank_summary(r, ks) for d, r in multimodal_ranks(embeddings, scorings, budget).items()}

@@ -13,16 +13,17 @@ import mmcl
 from mmcl.data.image import ImageLimits
 from mmcl.errors import UserError
 from mmcl.eval import geometry, retrieval
+from mmcl.eval.bootstrap import ItemHits, intervals, settings
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.models import describe_model, load_eval_model
 from mmcl.eval.report import write_json
 from mmcl.eval.summary import markdown
-from mmcl.eval.tasks import (EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask, RetrievalTask,
-                             ZeroShotClassificationTask)
+from mmcl.eval.tasks import (BootstrapConfig, EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask,
+                             RetrievalTask, ZeroShotClassificationTask)
 from mmcl.eval.templates import resolve_templates
-from mmcl.eval.zeroshot import class_embeddings, classification_metrics, prompts
+from mmcl.eval.zeroshot import class_embeddings, class_scores, classification_hits, prompts, scored_classification
 
 SAMPLE_ROWS = 32  # items (or classes) shown in a similarity-matrix plot
 PROJECTION_POINTS = 1000  # embeddings per modality kept for the 2-D projection plot
@@ -50,6 +51,7 @@ class TaskOutput:
     classes: dict[str, torch.Tensor] = field(default_factory=dict)  # class of each row of `embeddings`, if labelled
     classnames: list[str] | None = None  # the names of those classes
     similarity: Similarity | None = None
+    item_hits: list[ItemHits] = field(default_factory=list)  # what bootstrap intervals resample
 
 
 def versions() -> dict:
@@ -103,8 +105,9 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     _check_labels(task, source, data.labels)
     classes = class_embeddings(model, tokenizer, source.classnames, templates, loading.device)
     queries = data.features[task.modality]
+    scores = class_scores(queries, classes)
     result = {
-        "metrics": classification_metrics(queries, classes, data.labels),
+        "metrics": scored_classification(scores, data.labels),
         "dataset": _describe(source, data),
         "modality": task.modality,
         "classnames": source.classnames,
@@ -117,7 +120,8 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     prompt_rows = spread(len(source.classnames))
     return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
                       {task.modality: data.labels[sample], "text (class prompts)": prompt_rows}, source.classnames,
-                      _class_similarity(data, queries, classes, source.classnames, task.modality))
+                      _class_similarity(data, queries, classes, source.classnames, task.modality),
+                      [classification_hits(scores, data.labels)])
 
 
 def _class_similarity(data: Embedded, queries: torch.Tensor, classes: torch.Tensor, classnames: list[str],
@@ -179,13 +183,13 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: L
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     data = embed_source(model, source, [a, b], transforms, tokenizer, loading)
     owner = data.text_owner if b == "text" else torch.arange(len(data))
-    metrics = _retrieval_chance(retrieval.paired_retrieval(data.features[a], data.features[b], owner, (a, b),
-                                                           task.ks), len(data))
+    directions = retrieval.paired_ranks(data.features[a], data.features[b], owner, (a, b))
+    metrics = _retrieval_chance({d: retrieval.rank_summary(r, task.ks) for d, r in directions.items()}, len(data))
     metrics[f"num_{b}"] = int(data.features[b].shape[0])
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": [a, b],
               "inputs": input_policy(transforms, [a, b])}
     return TaskOutput(result, **_samples(data, source, {m: _paired(data, m) for m in (a, b)}),
-                      similarity=_sample_similarity(data, a, b))
+                      similarity=_sample_similarity(data, a, b), item_hits=retrieval.recall_hits(directions, task.ks))
 
 
 def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask,
@@ -195,11 +199,13 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     data = embed_source(model, source, modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in modalities}
-    metrics = _retrieval_chance(retrieval.multimodal_retrieval(embeddings, task.scorings, task.ks), len(data))
+    directions = retrieval.multimodal_ranks(embeddings, task.scorings)
+    metrics = _retrieval_chance({d: retrieval.rank_summary(r, task.ks) for d, r in directions.items()}, len(data))
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": modalities,
               "inputs": input_policy(transforms, modalities), "text_policy": "each item's first caption"}
     return TaskOutput(result, **_samples(data, source, embeddings),
-                      similarity=_sample_similarity(data, modalities[0], modalities[1]))
+                      similarity=_sample_similarity(data, modalities[0], modalities[1]),
+                      item_hits=retrieval.recall_hits(directions, task.ks))
 
 
 def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loading) -> TaskOutput:
@@ -227,9 +233,12 @@ RUNNERS = {
 
 def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.device | str = "cpu",
                   batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
-                  world_size: int = 1, image_limits: ImageLimits | None = None) -> TaskOutput:
+                  world_size: int = 1, image_limits: ImageLimits | None = None,
+                  bootstrap: BootstrapConfig | None = None) -> TaskOutput:
     """One task on a model object; the model is put in eval mode for the call and restored afterwards.
-    `cache`, `rank`, `world_size` and `image_limits` (default: `ImageLimits()`): see `mmcl.eval.embed.Loading`."""
+    `cache`, `rank`, `world_size` and `image_limits` (default: `ImageLimits()`): see `mmcl.eval.embed.Loading`.
+    With `bootstrap`, the result holds `intervals` (metric key as in `flatten(metrics)` → [low, high]) right after
+    `metrics`, and the settings they were made with under `bootstrap`; a geometry task has neither."""
     was_training = model.training
     model.eval()
     try:
@@ -238,23 +247,28 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
                                          image_limits or ImageLimits()))
     finally:
         model.train(was_training)
-    out.result = {"task": task.type, "name": task.label, **out.result, "versions": versions()}
+    head = {"task": task.type, "name": task.label, "metrics": out.result.pop("metrics")}
+    if bootstrap is not None and out.item_hits:
+        head.update(intervals=intervals(out.item_hits, bootstrap), bootstrap=settings(bootstrap))
+    out.result = {**head, **out.result, "versions": versions()}
     return out
 
 
 def run_tasks(model, transforms, tokenizer, tasks: list[EvalTask], device: torch.device | str = "cpu",
               batch_size: int = 64, num_workers: int = 0, cache: DecodedCache | None = None, rank: int = 0,
-              world_size: int = 1, image_limits: ImageLimits | None = None) -> dict[str, dict]:
+              world_size: int = 1, image_limits: ImageLimits | None = None,
+              bootstrap: BootstrapConfig | None = None) -> dict[str, dict]:
     """Every task's result, keyed by task name. `transforms` is the per-modality evaluation transforms dict
     (`ModalityTransforms.eval`). Scalars for a training log: `mmcl.eval.scalars(results)`. Pass the same `cache`
     (a `DecodedCache`) on every call of a training run to decode the evaluation data once, within its budget. With
-    `world_size` > 1 every process calls this with its `rank`: each embeds its share, all return the same results."""
+    `world_size` > 1 every process calls this with its `rank`: each embeds its share, all return the same results.
+    `bootstrap`: see `evaluate_task`."""
     results = {}
     for task in tasks:
         if task.label in results:
             raise UserError(f"two evaluation tasks are named {task.label!r}; give them distinct names")
         results[task.label] = evaluate_task(model, transforms, tokenizer, task, device, batch_size, num_workers,
-                                            cache, rank, world_size, image_limits).result
+                                            cache, rank, world_size, image_limits, bootstrap).result
     return results
 
 
@@ -269,7 +283,8 @@ def run_evaluation(model_spec: str, config: EvalConfig, weights: str | None = No
     outputs = []
     for task in config.tasks:
         out = evaluate_task(model, transforms.eval, tokenizer, task, device, config.batch_size, config.num_workers,
-                            rank=rank, world_size=world_size, image_limits=config.image_limits)
+                            rank=rank, world_size=world_size, image_limits=config.image_limits,
+                            bootstrap=config.bootstrap)
         out.result["model"] = model_info
         outputs.append(out)
     results = [o.result for o in outputs]

@@ -1,5 +1,6 @@
 """What people read about a result: the console headline and the Markdown summary, each with the rates a
-number is read against (uniform chance, the majority class, random retrieval) and what was skipped."""
+number is read against (uniform chance, the majority class, random retrieval) and what was skipped; the summary
+also shows each metric's bootstrap interval when the result has one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ def fmt(value) -> str:
     if value is None:
         return "—"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def with_interval(result: dict, key: str, value) -> str:
+    """`value`, followed by its bootstrap interval `[low, high]` when the result has one for `key`."""
+    bounds = result.get("intervals", {}).get(key)
+    return fmt(value) + (f" [{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "")
+
+
+def intervals_line(result: dict) -> str | None:
+    """How the result's intervals were made, in words; None for a result without them."""
+    b = result.get("bootstrap")
+    if not b:
+        return None
+    return (f"[low, high]: {100 * b['level']:g}% percentile-bootstrap interval over the items, "
+            f"{b['samples']} resamples, seed {b['seed']}")
 
 
 def chance(result: dict) -> str | None:
@@ -61,11 +77,11 @@ def markdown(results: list[dict], model: str) -> str:
     for r in results:
         lines += [f"## {r['name']} ({r['task']})", "", f"Data: `{r['dataset']['path']}` "
                   f"({r['dataset']['format']}, {r['dataset']['num_items']} items)", ""]
-        for line in (skipped(r), chance(r)):
+        for line in (skipped(r), chance(r), intervals_line(r)):
             if line:
                 lines += [line[0].upper() + line[1:] + ".", ""]
         lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {fmt(v)} |" for k, v in flatten(r["metrics"]).items()]
+        lines += [f"| {k} | {with_interval(r, k, v)} |" for k, v in flatten(r["metrics"]).items()]
         if r["metrics"].get("top5_note"):
             lines += ["", f"top-5: {r['metrics']['top5_note']}."]
         if "templates" in r:

@@ -103,6 +103,17 @@ class GeometryTask(_ModalitiesTask):
                                                              "probe (the first ones, in source order).")
 
 
+class BootstrapConfig(Section):
+    """Percentile-bootstrap confidence intervals of the headline metrics (see `mmcl.eval.bootstrap`)."""
+
+    samples: int = Field(1000, ge=100, description="Resamples of the evaluation items (queries), each drawn with "
+                                                   "replacement; at least 100, so the tail quantiles do not rest on "
+                                                   "a handful of draws.")
+    seed: int = Field(0, ge=0, description="Seed of the resampling; the same seed gives the same intervals.")
+    level: float = Field(0.95, gt=0, lt=1, description="Confidence level: the interval spans the (1 - level)/2 "
+                                                       "and (1 + level)/2 quantiles of the resampled metric.")
+
+
 EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask],
                      Field(discriminator="type")]
 
@@ -117,6 +128,9 @@ class EvalConfig(Section):
     image_limits: ImageLimits = Field(default_factory=ImageLimits,
                                       description="Images skipped (and counted) from their header alone; large "
                                       "JPEGs decoded at the reduced scale the image tower needs.")
+    bootstrap: BootstrapConfig | None = Field(
+        None, description="Confidence intervals for top-1/top-5/mean per-class recall and recall@k, e.g. "
+                          "{samples: 1000, seed: 0, level: 0.95}; null: none (geometry metrics never get one).")
 
     @model_validator(mode="after")
     def _distinct_names(self):

@@ -7,9 +7,10 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
+from mmcl.eval.bootstrap import ItemHits
 from mmcl.eval.embed import embed_text, refuse_nonfinite
 from mmcl.eval.metrics import (confusion_matrix, mean_per_class_recall, per_class_recall, require_finite,
-                               topk_accuracy)
+                               topk_accuracy, topk_hits)
 
 
 def prompts(classnames: list[str], templates: Iterable[str]) -> list[list[str]]:
@@ -28,13 +29,22 @@ def class_embeddings(model, tokenizer, classnames: list[str], templates: Iterabl
     return F.normalize(flat.reshape(len(classnames), -1, flat.shape[-1]).mean(dim=1), dim=-1)
 
 
-def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Top-1 (and top-5 from five classes up), mean per-class recall, per-class recall, the confusion matrix, and
-    the two baselines top-1 is read against: uniform chance and the majority-class rate."""
+def class_scores(query: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """[N, C]: each query's score against each class; non-finite embeddings are refused."""
     require_finite(query, "query embeddings")
     require_finite(classes, "class embeddings")
-    scores = query @ classes.T
-    num_classes = classes.shape[0]
+    return query @ classes.T
+
+
+def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> dict:
+    """`scored_classification` of the queries against the classes."""
+    return scored_classification(class_scores(query, classes), labels)
+
+
+def scored_classification(scores: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Top-1 (and top-5 from five classes up), mean per-class recall, per-class recall, the confusion matrix, and
+    the two baselines top-1 is read against: uniform chance and the majority-class rate."""
+    num_classes = scores.shape[1]
     metrics = {
         "top1": topk_accuracy(scores, labels, 1),
         "top5": topk_accuracy(scores, labels, 5) if num_classes >= 5 else None,
@@ -49,6 +59,12 @@ def classification_metrics(query: torch.Tensor, classes: torch.Tensor, labels: t
     if metrics["top5"] is None:
         metrics["top5_note"] = f"top-5 is undefined with {num_classes} classes"
     return metrics
+
+
+def classification_hits(scores: torch.Tensor, labels: torch.Tensor) -> ItemHits:
+    """Each item's top-1 (and, from five classes up, top-5) hit with its label: what `bootstrap` resamples."""
+    ks = (1, 5) if scores.shape[1] >= 5 else (1,)
+    return ItemHits({f"top{k}": topk_hits(scores, labels, k) for k in ks}, labels, scores.shape[1])
 
 
 def majority_class(labels: torch.Tensor, num_classes: int) -> dict:

@@ -39,7 +39,8 @@ class PeriodicEvaluator:
             with self.gathered():
                 results = self.run(self.model, self.transforms, self.tokenizer, self.cfg.tasks, self.device,
                                    self.cfg.batch_size, self.cfg.num_workers, cache=self.cache, rank=self.rank,
-                                   world_size=self.world_size, image_limits=self.cfg.image_limits)
+                                   world_size=self.world_size, image_limits=self.cfg.image_limits,
+                                   bootstrap=self.cfg.bootstrap)
             found = scalars(results)
             if self.out_dir is not None:
                 (self.out_dir / "eval").mkdir(exist_ok=True)

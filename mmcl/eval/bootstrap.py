@@ -1,0 +1,89 @@
+"""Percentile-bootstrap confidence intervals of headline metrics, by resampling the evaluation items (queries).
+
+Each of `samples` resamples draws N of the N items with replacement from one seeded CPU generator, so the same
+seed gives the same intervals on any device and any number of processes. The metric is recomputed from the drawn
+items' per-item outcomes, and the interval is the (1 − level)/2 and (1 + level)/2 quantiles of the resampled values
+(linear interpolation between order statistics, as numpy's default).
+
+Metrics: a mean of per-item hits (top-1, top-5, recall@k of one retrieval direction), and, for labelled items, the
+mean per-class recall of the top-1 hits, where a class absent from a resample is left out of that resample's mean
+as `metrics.mean_per_class_recall` leaves out classes without items. Mean and median rank and the geometry
+measures (gap, separability, alignment, uniformity, rank) get no interval.
+
+Resamples are drawn `budget` indices at a time; chunked draws equal the rows of one large draw, so memory stays
+bounded whatever N and the intervals do not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from mmcl.eval.tasks import BootstrapConfig
+
+RESAMPLE_BUDGET = 1 << 22  # drawn indices held at a time: 32 MB as int64, as much again as float64 draw counts
+MEAN_PER_CLASS_RECALL = "mean_per_class_recall"  # the result key `classification_metrics` gives it
+METHOD = "percentile bootstrap over the evaluation items (queries), resampled with replacement"
+
+
+@dataclass
+class ItemHits:
+    """One set of N evaluation items: per metric (its `flatten`ed result key), whether each item scored [N] bool,
+    so that the metric is the mean of its hits. With `labels` [N] (classes 0..num_classes-1) the item set also has
+    a mean per-class recall, of the hits under `top1`."""
+
+    hits: dict[str, torch.Tensor]
+    labels: torch.Tensor | None = None
+    num_classes: int = 0
+    top1: str = "top1"
+
+    def __len__(self) -> int:
+        return next(iter(self.hits.values())).numel()
+
+
+def resample_indices(num_items: int, samples: int, seed: int, budget: int = RESAMPLE_BUDGET) -> Iterator[torch.Tensor]:
+    """`samples` rows of `num_items` item indices drawn with replacement, in chunks of at most `budget` indices."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = max(1, budget // num_items)
+    for start in range(0, samples, rows):
+        yield torch.randint(num_items, (min(rows, samples - start), num_items), generator=generator)
+
+
+def resampled_metrics(items: ItemHits, drawn: torch.Tensor) -> torch.Tensor:
+    """[R, M] metrics of R resamples `drawn` [R, N]: one column per hit metric, then the mean per-class recall if
+    the items are labelled."""
+    one_each = torch.ones((), dtype=torch.float64).expand(drawn.shape)
+    counts = torch.zeros(drawn.shape, dtype=torch.float64).scatter_add_(1, drawn, one_each)
+    hits = torch.stack([h.cpu().double() for h in items.hits.values()], dim=1)
+    columns = [counts @ hits / drawn.shape[1]]  # times each item was drawn · its hits = the resample's hit count
+    if items.labels is not None:
+        labels = items.labels.cpu()
+        totals = torch.zeros(drawn.shape[0], items.num_classes, dtype=torch.float64).index_add_(1, labels, counts)
+        right = torch.zeros_like(totals).index_add_(1, labels, counts * items.hits[items.top1].cpu().double())
+        present = totals > 0
+        recall = (right / totals.clamp_min(1)).where(present, 0.0)
+        columns.append((recall.sum(dim=1) / present.sum(dim=1))[:, None])  # every resample has ≥ 1 item's class
+    return torch.cat(columns, dim=1)
+
+
+def intervals(item_sets: list[ItemHits], config: BootstrapConfig,
+              budget: int = RESAMPLE_BUDGET) -> dict[str, list[float]]:
+    """[low, high] of every metric of every item set, keyed as in `flatten(result["metrics"])`."""
+    quantiles = torch.tensor([(1 - config.level) / 2, (1 + config.level) / 2], dtype=torch.float64)
+    out = {}
+    for items in item_sets:
+        keys = list(items.hits) + ([MEAN_PER_CLASS_RECALL] if items.labels is not None else [])
+        if len(items) == 0:  # the metric itself is undefined; a bootstrap of nothing would report NaN
+            raise ValueError(f"no items to resample for {', '.join(keys)}: bootstrap intervals need at least one")
+        values = torch.cat([resampled_metrics(items, drawn)
+                            for drawn in resample_indices(len(items), config.samples, config.seed, budget)])
+        bounds = torch.quantile(values, quantiles, dim=0).T
+        out.update({key: pair.tolist() for key, pair in zip(keys, bounds)})
+    return out
+
+
+def settings(config: BootstrapConfig) -> dict:
+    """What a result records of how its intervals were made."""
+    return {**config.model_dump(), "method": METHOD}
