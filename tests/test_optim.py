@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mmcl.models import create_model
-from mmcl.optim import OptimConfig, build_optimizer, lr_factor, param_groups
+from mmcl.errors import UserError
+from mmcl.optim import OptimConfig, build_optimizer, build_scheduler, lr_factor, param_groups
 
 
 def test_decay_groups_are_open_clips():
@@ -64,3 +65,55 @@ def test_fused_adamw_takes_the_reference_implementations_steps():
             optimizer.step()
     moved = max((a - b).abs().max().item() for a, b in zip(*(m.parameters() for m in models)))
     assert moved < 1e-6
+
+
+def lr_by_name(model, optimizer) -> dict[str, float]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+
+
+def test_per_tower_and_temperature_multipliers_scale_each_parameters_rate():
+    model, _, _ = create_model("tiny")
+    cfg = OptimConfig(lr=1e-3, lr_multipliers={"image": 0.1, "temperature": 0.0})
+    rates = lr_by_name(model, build_optimizer(model, cfg))
+    assert len(rates) == sum(1 for p in model.parameters() if p.requires_grad)  # every parameter, once
+    for name, lr in rates.items():
+        expected = 0.0 if name == "logit_scale" else 1e-4 if name.startswith("towers.image.") else 1e-3
+        assert lr == pytest.approx(expected), name
+
+
+def test_layer_decay_follows_the_towers_layer_groups_stem_to_head():
+    # tiny's text tower: stem (token and position embeddings), 2 residual blocks, head (ln_final, projection):
+    # G = 4 groups, so the stem trains at decay^3, block 0 at decay^2, block 1 at decay, the head at 1.
+    model, _, _ = create_model("tiny")
+    cfg = OptimConfig(lr=1.0, layer_decay={"text": 0.5}, weight_decay=0.1)
+    rates = lr_by_name(model, build_optimizer(model, cfg))
+    text = {n.removeprefix("towers.text.encoder."): lr for n, lr in rates.items() if n.startswith("towers.text.")}
+    assert text["token_embedding.weight"] == text["positional_embedding"] == pytest.approx(0.125)
+    assert [lr for n, lr in text.items() if n.startswith("transformer.resblocks.0.")] == pytest.approx([0.25] * 12)
+    assert [lr for n, lr in text.items() if n.startswith("transformer.resblocks.1.")] == pytest.approx([0.5] * 12)
+    assert text["ln_final.weight"] == text["text_projection"] == pytest.approx(1.0)
+    assert {lr for n, lr in rates.items() if n.startswith("towers.image.")} == {1.0}
+
+
+def test_the_schedule_scales_every_groups_own_peak_rate():
+    model, _, _ = create_model("tiny")
+    cfg = OptimConfig(lr=1e-3, warmup_steps=4, lr_multipliers={"text": 0.5})
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, 20, cfg)
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    rates = lr_by_name(model, optimizer)
+    assert rates["towers.text.encoder.text_projection"] == pytest.approx(0.5 * rates["towers.image.encoder.proj"])
+    assert rates["towers.image.encoder.proj"] == pytest.approx(1e-3 * lr_factor(2, 20, cfg))
+
+
+def test_rate_settings_are_checked():
+    model, _, _ = create_model("tiny")
+    with pytest.raises(UserError, match=r"name \['audio'\], which are neither towers of the model \(image, text\)"):
+        build_optimizer(model, OptimConfig(lr_multipliers={"audio": 0.1}))
+    with pytest.raises(ValueError, match="a multiplier must be 0 or more"):
+        OptimConfig(lr_multipliers={"image": -1})
+    with pytest.raises(ValueError, match=r"a decay must be in \(0, 1\]"):
+        OptimConfig(layer_decay={"image": 1.5})

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from mmcl.errors import UserError
+from mmcl.models.locking import layer_groups
 from mmcl.optim.config import OptimConfig
 
 _NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
@@ -21,18 +23,53 @@ def _decays(module: nn.Module, name: str, param: nn.Parameter) -> bool:
     return not (leaf.startswith("logit_") or leaf.startswith("bias"))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+TEMPERATURE = "temperature"  # the lr_multipliers key of the logit scale and bias
+_TEMPERATURE_PARAMS = ("logit_scale", "logit_bias")
+
+
+def lr_scales(model: nn.Module, multipliers: dict[str, float], layer_decay: dict[str, float]) -> dict[str, float]:
+    """Each parameter's multiple of the peak learning rate (names absent: 1)."""
+    towers = getattr(model, "towers", {})
+    unknown = sorted(set(multipliers) - set(towers) - {TEMPERATURE}) + sorted(set(layer_decay) - set(towers))
+    if unknown:
+        raise UserError(f"optim.lr_multipliers / optim.layer_decay name {unknown}, which are neither towers of the "
+                        f"model ({', '.join(towers)}) nor {TEMPERATURE!r}")
+    scales = {name: multipliers.get(TEMPERATURE, 1.0) for name in _TEMPERATURE_PARAMS}
+    for modality, tower in towers.items():
+        rate = multipliers.get(modality, 1.0)
+        scales[f"missing.{modality}"] = rate  # a learned missing-input embedding trains with its tower
+        groups = layer_groups(tower) if modality in layer_decay else [[n for n, _ in tower.named_parameters()]]
+        for index, names in enumerate(groups):
+            depth = len(groups) - 1 - index  # 0 for the head
+            for name in names:
+                scales[f"towers.{modality}.{name}"] = rate * layer_decay.get(modality, 1.0) ** depth
+    return scales
+
+
+def param_groups(model: nn.Module, weight_decay: float, multipliers: dict[str, float] | None = None,
+                 layer_decay: dict[str, float] | None = None) -> list[dict]:
+    """AdamW groups: decayed or not, times each distinct learning-rate scale (`lr_scale`; 1 without multipliers
+    or layer decay, giving the two groups [decayed, not decayed])."""
+    scales = lr_scales(model, multipliers or {}, layer_decay or {})
+    groups: dict[tuple[bool, float], dict] = {(True, 1.0): {"params": [], "weight_decay": weight_decay, "lr_scale": 1.0},
+                                              (False, 1.0): {"params": [], "weight_decay": 0.0, "lr_scale": 1.0}}
     for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
-            if param.requires_grad:
-                (decay if _decays(module, name, param) else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            if not param.requires_grad:
+                continue
+            decays = _decays(module, name, param)
+            scale = scales.get(f"{module_name}.{name}" if module_name else name, 1.0)
+            group = groups.setdefault((decays, scale), {"params": [], "weight_decay": weight_decay if decays else 0.0,
+                                                        "lr_scale": scale})
+            group["params"].append(param)
+    return list(groups.values())
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             fused=cfg.fused)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr_multipliers, cfg.layer_decay)
+    for group in groups:
+        group["lr"] = cfg.lr * group["lr_scale"]  # the schedule then scales every group's own peak rate
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=cfg.fused)
 
 
 def lr_factor(step: int, total_steps: int, cfg: OptimConfig) -> float:
