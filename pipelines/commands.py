@@ -46,9 +46,10 @@ def register_eval(parser) -> None:
         "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
     parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml, or a training "
                         "checkpoint step-N/ holding model/), a training run folder (its best checkpoint, else its "
-                        "latest), open_clip:NAME (with --weights), or a built-in model name (random weights, a "
-                        "baseline).")
-    parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors).")
+                        "latest), a model YAML (with the weights it names, e.g. an open_clip: checkpoint), "
+                        "open_clip:NAME (with --weights), or a built-in model name (random weights, a baseline).")
+    parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors); or `ema` for a run "
+                        "or training checkpoint: the moving average of its weights (train.ema) instead of the weights.")
     parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")
     parser.add_argument("--format", default="auto", choices=("auto", "shards", "class_folders", "manifest"),
                         help="How to read --data (default: auto).")

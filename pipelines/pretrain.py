@@ -41,6 +41,7 @@ from mmcl.training.checkpoint_manager import CheckpointManager
 from mmcl.training.compile import compile_towers
 from mmcl.training.console import DataWaitWatch, eval_line, summary
 from mmcl.training.data_stream import DataStream
+from mmcl.training.ema import WeightAverage
 from mmcl.training.launch import default_cpu_threads, launch_local
 from mmcl.training.metrics import MetricsLogger, batch_geometry, log_start, tracker_hparams
 from mmcl.training.nonfinite import NonFiniteGuard
@@ -129,7 +130,8 @@ class PretrainRecipe:
         sharded = self.cfg.train.fsdp is not None  # every process embeds all the data, each forward gathering
         acc = self.accelerator
         return PeriodicEvaluator(
-            self.cfg.eval, self.task.eval_model(), self.transforms.eval, self.tokenizer, device=acc.device,
+            self.cfg.eval, self.ema.module if self.cfg.eval.weights == "ema" else self.task.eval_model(),
+            self.transforms.eval, self.tokenizer, device=acc.device,
             out_dir=self.out_dir if acc.is_main_process else None, rank=0 if sharded else acc.process_index,
             world_size=1 if sharded else acc.num_processes, broadcast=self.from_main_process,
             gathered=partial(fsdp.root_gathered, self.task.model) if sharded else nullcontext)
@@ -155,7 +157,7 @@ class PretrainRecipe:
         self.setup_optimizer()
         self.setup_data()
         self.checkpoints = CheckpointManager(self.accelerator, self.task, self.scheduler, self.stream,
-                                             self.out_dir / "checkpoints", cfg.train.keep_checkpoints,
+                                             self.out_dir / "checkpoints", cfg.train.keep_checkpoints, self.ema,
                                              best_metric=cfg.eval.best_metric if cfg.eval else None,
                                              best_mode=cfg.eval.best_mode if cfg.eval else "max")
         config = cfg.model_dump(mode="json")
@@ -208,6 +210,8 @@ class PretrainRecipe:
         self.scheduler = build_scheduler(optimizer, cfg.train.steps, cfg.optim)
         model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.task = ContrastiveTask(model, self.accelerator.unwrap_model(model), self.objective)
+        # After prepare: the average lives on the training device, beside the weights it follows.
+        self.ema = WeightAverage(self.task.unwrapped, cfg.train.ema) if cfg.train.ema else None
 
     def setup_data(self) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -247,6 +251,8 @@ class PretrainRecipe:
                     acc.clip_grad_norm_(task.model.parameters(), cfg.optim.grad_clip_norm)
                 self.optimizer.step()
                 task.after_optimizer_step()
+                if self.ema is not None:
+                    self.ema.update(task.unwrapped, step + 1)
             self.guard.after_step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,6 +1,7 @@
 """Models for evaluation by name: a checkpoint folder (or a training run's folder: its best checkpoint, else its
-latest), `open_clip:NAME` with a weights file, or a built-in config (randomly initialised: a baseline). What
-`mmcl eval`, the demo and any script that scores a saved model use."""
+latest), `open_clip:NAME` with a weights file, a model YAML (with the weights it names, such as an `open_clip:`
+checkpoint), or a built-in config (randomly initialised: a baseline). What `mmcl eval`, `mmcl export`, the demo and
+any script that scores a saved model use."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mmcl.training import checkpoints
 log = logging.getLogger("mmcl.eval")
 
 OPEN_CLIP_PREFIX = "open_clip:"
+EMA = "ema"  # --weights value picking a training checkpoint's moving average (its ema/ folder)
 
 
 def load_eval_model(spec: str, weights: str | None = None):
@@ -29,8 +31,9 @@ def load_eval_model(spec: str, weights: str | None = None):
             raise UserError(f"{spec}: give the weights file with --weights FILE.safetensors")
         model, transforms, tokenizer = load_open_clip(spec[len(OPEN_CLIP_PREFIX):], weights)
         return model, transforms, tokenizer, {"source": spec, "weights": str(weights)}
-    if weights is not None:
-        raise UserError("--weights is only for open_clip:NAME models; a checkpoint folder holds its own weights")
+    if weights not in (None, EMA):
+        raise UserError(f"--weights FILE is only for open_clip:NAME models (a checkpoint folder holds its own "
+                        f"weights); for a run or training checkpoint, --weights {EMA} picks its moving average")
     folder = checkpoints.resolve_alias(Path(spec))  # RUN/checkpoints/best where it is a pointer file
     if folder.is_dir():
         picked = checkpoints.run_checkpoint(folder)
@@ -39,17 +42,24 @@ def load_eval_model(spec: str, weights: str | None = None):
             log.info("%s is a training run: evaluating its %s, %s", spec, which, folder)
         # The folder itself, not an alias: `best` moves on as training goes on, a result must say what it scored.
         description = {"source": str(spec), "checkpoint": str(folder.resolve())}
-        if not (folder / "model.safetensors").exists() and (folder / "model" / "model.safetensors").is_file():
-            folder = folder / "model"  # a training checkpoint (step-N/model/ beside step-N/train_state/)
+        part = EMA if weights == EMA else "model"  # a training checkpoint: step-N/model/ (and step-N/ema/)
+        if (folder / part / "model.safetensors").is_file():
+            folder = folder / part
+            description["weights"] = "moving average (train.ema)" if part == EMA else "trained"
+        elif weights == EMA:
+            raise UserError(f"{folder} holds no moving average of the weights ({EMA}/): its run did not set train.ema")
         model, transforms, tokenizer = load_model(folder)
         return model, transforms, tokenizer, description
-    if spec not in list_models():
-        raise UserError(f"{spec}: not a checkpoint folder, an open_clip:NAME or a built-in model "
+    is_yaml = Path(spec).suffix in (".yaml", ".yml") and Path(spec).is_file()
+    if not is_yaml and spec not in list_models():
+        raise UserError(f"{spec}: not a checkpoint folder, a model YAML, an open_clip:NAME or a built-in model "
                         f"({', '.join(list_models())})")
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the same baseline on every run
         model, transforms, tokenizer = create_model(spec)
-    return model, transforms, tokenizer, {"source": spec, "weights": "random initialisation, seed 0"}
+    # A model YAML may name weights (a tower's `weights:`, an `open_clip:` checkpoint); what they leave is random.
+    weights = "as the model config names them, else random (seed 0)" if is_yaml else "random initialisation, seed 0"
+    return model, transforms, tokenizer, {"source": spec, "weights": weights}
 
 
 def describe_model(model, description: dict) -> dict:

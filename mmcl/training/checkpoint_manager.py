@@ -1,6 +1,6 @@
 """A run's checkpoints: save, resume, best tracking and pruning, with every step atomic.
 
-Saving: weights (`model/`), Accelerate's train state, the scheduler position and each process's data position
+Saving: weights (`model/`), their moving average (`ema/`, with train.ema), Accelerate's train state, the scheduler position and each process's data position
 and failure counts go into `step-N.tmp/`, which is renamed when whole; then `best.json` (if this step is the new
 best) is replaced atomically and the `checkpoints/best` alias pointed at it, and only then are older checkpoints
 pruned, so neither ever names a deleted folder. Resuming: the checkpoint must come from the same process count and
@@ -40,10 +40,10 @@ class Resumed:
 
 
 class CheckpointManager:
-    def __init__(self, accelerator, task, scheduler, stream, checkpoint_dir: Path, keep_last: int,
+    def __init__(self, accelerator, task, scheduler, stream, checkpoint_dir: Path, keep_last: int, ema=None,
                  best_metric: str | None = None, best_mode: str = "max"):
         self.accelerator, self.task, self.scheduler, self.stream = accelerator, task, scheduler, stream
-        self.checkpoint_dir, self.keep_last = checkpoint_dir, keep_last
+        self.checkpoint_dir, self.keep_last, self.ema = checkpoint_dir, keep_last, ema
         self.best_metric, self.best_mode = best_metric, best_mode
         self.best: dict = {}  # {"step", "metric", "value", "folder"} of the best evaluated checkpoint so far
         self.main = accelerator.is_main_process
@@ -76,6 +76,8 @@ class CheckpointManager:
         # After the data replay, so the RNG states are exactly those saved (the replay may draw from them).
         checkpoints.load_train_state(self.accelerator, self.scheduler, state)
         self.scheduler.base_lrs = peak_lrs
+        if self.ema is not None:
+            self.ema.load(folder, self.task.unwrapped)
         self._continue_schedule(position["step"], changed)
         self.best = self._read_best()
         if self.main and self.best:  # a save killed between best.json and the alias left the alias behind
@@ -143,6 +145,8 @@ class CheckpointManager:
         if self.main:
             shutil.rmtree(staging, ignore_errors=True)  # a killed save's leftover
             save_model(self.task.unwrapped, staging / "model", weights)
+            if self.ema is not None:
+                self.ema.save(staging)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(staging / "train_state"), safe_serialization=True)
         checkpoints.write_json(staging / "train_state" / f"data_position_{self.accelerator.process_index}.json",

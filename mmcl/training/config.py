@@ -34,6 +34,19 @@ class FsdpConfig(Section):
     )
 
 
+class EmaConfig(Section):
+    """An exponential moving average of the weights, kept beside the trained ones (timm's ModelEmaV3)."""
+
+    decay: float = Field(0.9999, gt=0, lt=1, description="Weight of the average's old value at each update.")
+    warmup: bool = Field(
+        True, description="Ramp the decay up as 1 - (1 + n)^-warmup_power over the n updates so far (capped at "
+        "decay), so that the first weights, still near their initialisation, are soon forgotten; false: the fixed "
+        "decay from the first update (which copies the weights).")
+    warmup_power: float = Field(0.75, gt=0, description="Power of the warm-up ramp: 3/4 reaches 0.999 after about "
+                                "10k updates, 2/3 after about 32k (timm's guidance).")
+    every: int = Field(1, ge=1, description="Update the average every this many optimiser steps.")
+
+
 class TrainLoopConfig(Section):
     """Length, precision, seeding and outputs of a run."""
 
@@ -58,6 +71,10 @@ class TrainLoopConfig(Section):
         None, description="Shard the model across processes with FSDP2 (GPU backends only; see the README); "
         "null: DDP, every process holding a full copy."
     )
+    ema: EmaConfig | None = Field(
+        None, description="Keep an exponential moving average of the weights, saved in each checkpoint's ema/ "
+        "folder (an mmcl checkpoint: `mmcl eval RUN --weights ema`, `mmcl export --weights ema`) and resumed "
+        "exactly; null: none.")
     output_dir: str = Field("runs/default", description="Folder for the resolved config, metrics log and checkpoints.")
     log_every: int = Field(10, description="Write a metrics line every this many steps.", gt=0)
     trackers: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]] = Field(
@@ -107,6 +124,9 @@ class TrainLoopConfig(Section):
                              "(some steps must train with patch dropout)")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} is only used with compile: true")
+        if self.ema is not None and self.fsdp is not None:
+            raise ValueError("ema with fsdp: the average would be a full, unsharded copy of the model on every "
+                             "process; train without one of them")
         return self
 
 
@@ -124,6 +144,9 @@ class PeriodicEvalConfig(EvalConfig):
         4.0, description="Memory (GB per process) for keeping the decoded evaluation data between evaluations; "
         "a data set that does not fit is decoded again at every evaluation instead. 0: never keep it.", ge=0,
     )
+    weights: Literal["model", "ema"] = Field(
+        "model", description="Evaluate the trained weights, or their moving average (needs train.ema); best_metric "
+        "then picks the checkpoint whose average scored best.")
 
 
 class PretrainConfig(Section):
@@ -138,3 +161,9 @@ class PretrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and learning-rate schedule.")
     train: TrainLoopConfig = Field(description="Length, precision, seeding and outputs.")
     eval: PeriodicEvalConfig | None = Field(None, description="Zero-shot evaluation during training; null: none.")
+
+    @model_validator(mode="after")
+    def _ema_evaluation_needs_ema(self):
+        if self.eval is not None and self.eval.weights == "ema" and self.train.ema is None:
+            raise ValueError("eval.weights=ema evaluates the moving average of the weights: set train.ema too")
+        return self
