@@ -19,18 +19,24 @@ from mmcl.errors import UserError
 
 
 def architecture(name: str) -> dict:
-    """open_clip's model config by registered name or JSON file path."""
+    """open_clip's model config by registered name, `local-dir:DIR` (open_clip's own schema: DIR's
+    open_clip_config.json, as `mmcl export --format open_clip` writes it) or JSON file path."""
     if name.endswith(".json"):
         path = Path(name)
         if not path.is_file():
             raise UserError(f"open_clip model config {name}: file not found")
-        return json.loads(path.read_text())
+        spec = json.loads(path.read_text())
+        return spec.get("model_cfg", spec)  # a local-dir config file nests the model under model_cfg
     import open_clip
 
-    spec = open_clip.get_model_config(name)
+    try:
+        spec = open_clip.get_model_config(name)
+    except FileNotFoundError as err:  # local-dir: without its config file
+        raise UserError(f"open_clip model {name}: {err}") from None
     if spec is None:
         raise UserError(f"unknown open_clip model {name!r}; `python -c 'import open_clip; "
-                        f"print(open_clip.list_models())'` lists them, or give a model config JSON path")
+                        f"print(open_clip.list_models())'` lists them, or give local-dir:DIR or a model config "
+                        f"JSON path")
     return spec
 
 

@@ -241,8 +241,9 @@ CLIP_LOGIT_SCALE_INIT = math.log(1 / 0.07)  # Radford et al.: τ = 0.07 at the s
 class OpenClipSource(Section):
     """A whole open_clip CLIP model as an mmcl model: its architecture by name, its weights from one checkpoint."""
 
-    name: str = Field(description="open_clip model config name, e.g. ViT-B-32 (`open_clip.list_models()`), or the path "
-                      "of an open_clip model config JSON file.")
+    name: str = Field(description="open_clip model config name, e.g. ViT-B-32 (`open_clip.list_models()`), "
+                      "local-dir:DIR (a folder with open_clip_config.json, as `mmcl export --format open_clip` "
+                      "writes), or the path of an open_clip model config JSON file.")
     weights: str | None = Field(
         None, description="An open_clip checkpoint: .safetensors, or a torch file read with weights_only=True (a "
         "training checkpoint's state_dict and DDP 'module.' prefixes are undone); both towers, logit_scale and "
