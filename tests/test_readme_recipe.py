@@ -1,7 +1,8 @@
-"""The README's "From your own files to a zero-shot number" recipe, run as written on generated data.
+"""The README's "From your own files to a zero-shot number" recipe and its "Fine-tune a pretrained CLIP"
+walk-through, run as written on generated data.
 
 The commands are read from the README itself, so the test fails when they stop working. Only two things change:
-the run is shortened (train.steps and the evaluation interval), and configs/ is found from the repository root
+the runs are shortened (train.steps and the evaluation interval), and configs/ is found from the repository root
 while the user's files sit in a temporary folder, the working directory.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
+import open_clip
 import pytest
 
 from data_tools import demo_shapes
@@ -21,14 +24,30 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS, EVERY = 6, 3  # the README's 500 and 100, shortened: the commands are under test, not learning
 
 
-def readme_commands() -> list[list[str]]:
+RECIPE, FINE_TUNE = "## From your own files to a zero-shot number", "## Fine-tune a pretrained CLIP"
+
+
+def readme_lines(title: str) -> list[str]:
+    """The commands of the first bash block after `title`, comments dropped, continuation lines joined."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## From your own files to a zero-shot number"):]
+    section = text[text.index(title):]
     block = section[section.index("```bash") + len("```bash"):]
     block = block[:block.index("```")]
-    lines = block.replace("\\\n", " ").splitlines()  # continuation lines join their command
-    commands = [shlex.split(line, comments=True) for line in lines if line.strip().startswith("mmcl ")]
-    return [[word for word in command] for command in commands]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def readme_commands(title: str = RECIPE) -> list[list[str]]:
+    return [shlex.split(line, comments=True) for line in readme_lines(title) if line.startswith("mmcl ")]
+
+
+def run_line(line: str) -> None:
+    """An `mmcl` command in this process (shortened); any other shell line through bash."""
+    if line.startswith("mmcl "):
+        command = shortened(shlex.split(line, comments=True))
+        assert mmcl(command[1:]) == 0, command
+    else:
+        subprocess.run(line, shell=True, check=True, executable="/bin/bash")
 
 
 def shortened(command: list[str]) -> list[str]:
@@ -47,6 +66,12 @@ def test_the_readme_commands_are_the_ones_this_test_runs():
                      ["mmcl", "eval", "runs/first"]]
     train = readme_commands()[4]
     assert "train.steps=500" in train and any("every: 100" in word for word in train)
+    assert [line.split()[:3] for line in readme_lines(FINE_TUNE)] == [
+        ["mmcl", "export", "runs/first"], ["printf", "'open_clip:", "{name:"], ["mmcl", "eval", "pretrained.yaml"],
+        ["mmcl", "train", "configs/demo.yaml"], ["mmcl", "eval", "runs/tuned"], ["mmcl", "export", "runs/tuned"],
+        ["mmcl", "eval", "wise"], ["mmcl", "export", "wise"]]
+    tune = readme_commands(FINE_TUNE)[2]
+    assert "train.steps=300" in tune and any("every: 100" in word for word in tune)
 
 
 @pytest.fixture
@@ -59,8 +84,8 @@ def user_files(tmp_path, monkeypatch):
 
 
 def test_the_recipe_runs_as_written_on_a_users_files(user_files, capsys, caplog):
-    for command in readme_commands():
-        assert mmcl(shortened(command)[1:]) == 0, command
+    for line in readme_lines(RECIPE):
+        run_line(line)
     printed = capsys.readouterr().out + caplog.text
 
     # Step 1: 120 samples make 8 shards of 16, enough for the config's 2 loader workers.
@@ -78,3 +103,13 @@ def test_the_recipe_runs_as_written_on_a_users_files(user_files, capsys, caplog)
     assert task["model"]["source"] == "runs/first"
     assert Path(task["model"]["checkpoint"]).name == f"step-{best['step']:08d}"
     assert (user_files / "report" / "summary.md").is_file()
+
+    # The fine-tuning walk-through, from the run above.
+    for line in readme_lines(FINE_TUNE):
+        run_line(line)
+    scores = {name: json.loads((user_files / f"{name}.json").read_text())["metrics"]["top1"]
+              for name in ("before", "tuned", "wise")}
+    assert all(0 <= value <= 1 for value in scores.values()), scores
+    tuned_best = json.loads((user_files / "runs" / "tuned" / "checkpoints" / "best.json").read_text())
+    assert (Path(tuned_best["folder"]) / "ema" / "model.safetensors").is_file()
+    open_clip.create_model_and_transforms(f"local-dir:{user_files / 'wise-open_clip'}")  # strict load
