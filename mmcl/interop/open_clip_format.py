@@ -21,7 +21,7 @@ from mmcl.models.config import ModelConfig
 CONFIG = "open_clip_config.json"
 WEIGHTS = "open_clip_model.safetensors"
 FORMATS_NOTE = ("`--format open_clip` needs exactly an image tower of type open_clip_vision and a text tower of type "
-                "open_clip_text (open_clip's text transformer)")
+                "open_clip_text (open_clip's text transformer); `--format onnx` and `--format mmcl` take any model")
 
 
 def check_convertible(cfg: ModelConfig) -> None:
