@@ -12,7 +12,7 @@ import torch
 import mmcl
 from mmcl.data.image import ImageLimits
 from mmcl.errors import UserError
-from mmcl.eval import geometry, retrieval
+from mmcl.eval import geometry, linear_probe, retrieval
 from mmcl.eval.bootstrap import ItemHits, intervals, settings
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
@@ -20,8 +20,8 @@ from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.models import describe_model, load_eval_model
 from mmcl.eval.report import write_json
 from mmcl.eval.summary import markdown
-from mmcl.eval.tasks import (BootstrapConfig, EvalConfig, EvalTask, GeometryTask, MultimodalRetrievalTask,
-                             RetrievalTask, ZeroShotClassificationTask)
+from mmcl.eval.tasks import (BootstrapConfig, EvalConfig, EvalTask, GeometryTask, LinearProbeTask,
+                             MultimodalRetrievalTask, RetrievalTask, ZeroShotClassificationTask)
 from mmcl.eval.templates import resolve_templates
 from mmcl.eval.zeroshot import class_embeddings, class_scores, classification_hits, prompts, scored_classification
 
@@ -223,11 +223,41 @@ def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loa
                       similarity=_sample_similarity(data, task.modalities[0], task.modalities[1]))
 
 
+def linear_probe_task(model, transforms, tokenizer, task: LinearProbeTask, loading: Loading) -> TaskOutput:
+    """Embed train and test data once each, fit the probe (`mmcl.eval.linear_probe`) on the train features and
+    score the test features; intervals resample the test items with the probe held fixed."""
+    m = task.modality
+    check_modalities(model, [m], f"{m} linear probe")
+    train_source, test_source = (open_source(d.path, d.format, d.classnames) for d in (task.train_data, task.data))
+    classnames = linear_probe.shared_classnames(train_source, test_source)
+    train, test = (embed_source(model, s, [m], transforms, tokenizer, loading, need_labels=True)
+                   for s in (train_source, test_source))
+    linear_probe.check_labels(test.labels, len(classnames), test_source.path, every_class=False)
+    linear_probe.check_labels(train.labels, len(classnames), train_source.path, every_class=True)
+    picked, short = linear_probe.fewshot_indices(train.labels, len(classnames), task.fewshot_k, task.seed)
+    probe = linear_probe.train_probe(train.features[m][picked], train.labels[picked], len(classnames), task)
+    scores = probe.scores(test.features[m])
+    metrics = {**scored_classification(scores, test.labels), "weight_decay": probe.weight_decay,
+               "num_train": probe.num_train, "num_validation": probe.num_validation,
+               "num_test": len(test), "fewshot_k": task.fewshot_k, "fewshot_short_classes": short}
+    result = {"metrics": metrics, "dataset": _describe(test_source, test),
+              "train_dataset": _describe(train_source, train), "modality": m, "classnames": classnames,
+              "probe": {"weight_decays": task.weight_decays, "validation_top1": probe.validation_top1,
+                        "validation_fraction": task.validation_fraction, "seed": task.seed,
+                        "max_iterations": task.max_iterations,
+                        "classifier": "multinomial logistic regression, full-batch L-BFGS in float64"},
+              "inputs": input_policy(transforms, [m])}
+    sample = spread(len(test))
+    return TaskOutput(result, {m: test.features[m][sample]}, {m: test.labels[sample]}, classnames,
+                      item_hits=[classification_hits(scores, test.labels)])
+
+
 RUNNERS = {
     "zeroshot_classification": zeroshot_classification,
     "retrieval": retrieval_task,
     "multimodal_retrieval": multimodal_retrieval_task,
     "geometry": geometry_task,
+    "linear_probe": linear_probe_task,
 }
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from mmcl.eval.report import flatten
 
+CLASSIFIERS = {"zeroshot_classification": "zero-shot", "linear_probe": "linear-probe"}  # task → headline prefix
+
 
 def fmt(value) -> str:
     """Counts as integers, rates to four decimals, a missing value as a dash."""
@@ -32,7 +34,7 @@ def intervals_line(result: dict) -> str | None:
 def chance(result: dict) -> str | None:
     """The baselines of a classification or retrieval result, in words; None for a task without one."""
     m = result["metrics"]
-    if result["task"] == "zeroshot_classification":
+    if result["task"] in CLASSIFIERS:
         counts = m["class_counts"]
         largest = counts.index(max(counts))
         return (f"uniform chance {m['chance_top1']:.4f} (1/{m['num_classes']} classes), majority class "
@@ -56,11 +58,13 @@ def skipped(result: dict) -> str | None:
 def headline(result: dict) -> str:
     """One console line of the main numbers with their baselines."""
     m = result["metrics"]
-    if result["task"] == "zeroshot_classification":
+    if result["task"] in CLASSIFIERS:
         top5 = f"{m['top5']:.4f}" if m["top5"] is not None else "undefined (<5 classes)"
-        return (f"zero-shot top-1: {m['top1']:.4f}, top-5 {top5}, mean per-class recall "
+        trained = (f" (trained on {m['num_train']} items, weight decay {m['weight_decay']:g})"
+                   if result["task"] == "linear_probe" else "")
+        return (f"{CLASSIFIERS[result['task']]} top-1: {m['top1']:.4f}, top-5 {top5}, mean per-class recall "
                 f"{m['mean_per_class_recall']:.4f} on {m['num_samples']} {result['modality']} items, "
-                f"{m['num_classes']} classes; {chance(result)}")
+                f"{m['num_classes']} classes{trained}; {chance(result)}")
     if result["task"] == "geometry":
         pairs = [k for k in m if "-" in k]
         return "; ".join(f"{p}: gap {m[p]['modality_gap']:.3f}, separability {m[p]['linear_separability']:.3f}"

@@ -103,6 +103,43 @@ class GeometryTask(_ModalitiesTask):
                                                              "probe (the first ones, in source order).")
 
 
+DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # log-spaced, as CLIP_benchmark's search spans
+
+
+class LinearProbeTask(_Task):
+    """Train a multinomial logistic regression on the frozen, normalised image or audio embeddings of `train_data`
+    and score it on `data` (CLIP_benchmark's linear probe); with `fewshot_k`, on k items per class (few-shot)."""
+
+    type: Literal["linear_probe"] = Field(description="Task kind.")
+    modality: Literal["image", "audio"] = Field("image", description="The embedded modality.")
+    data: DataSpec = Field(description="The test data, labelled; its class names must equal train_data's.")
+    train_data: DataSpec = Field(description="The labelled data the classifier is trained on (a validation split "
+                                             "for choosing the weight decay is carved from it).")
+    fewshot_k: int | None = Field(None, gt=0, description="Items per class drawn (seeded) from train_data; a class "
+                                                         "with fewer uses all it has (counted in the result); "
+                                                         "null: all items.")
+    seed: int = Field(0, ge=0, description="Seed of the few-shot draw and of the validation split.")
+    validation_fraction: float = Field(0.2, gt=0, lt=1,
+                                       description="Share of each class's training items held out (rounded down) "
+                                                   "to choose the weight decay.")
+    weight_decays: list[float] = Field(list(DEFAULT_WEIGHT_DECAYS), min_length=1,
+                                       description="L2 strengths tried, each > 0; the one with the best validation "
+                                                   "top-1 (ties: the largest) is refit on all training items. A "
+                                                   "single value skips the validation split.")
+    max_iterations: int = Field(1000, gt=0, description="L-BFGS iterations per fit at most.")
+
+    @field_validator("weight_decays")
+    @classmethod
+    def _positive_distinct(cls, value):
+        if any(not w > 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError(f"weight decays must be distinct and > 0, got {value}")
+        return value
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return (self.modality,)
+
+
 class BootstrapConfig(Section):
     """Percentile-bootstrap confidence intervals of the headline metrics (see `mmcl.eval.bootstrap`)."""
 
@@ -114,8 +151,8 @@ class BootstrapConfig(Section):
                                                        "and (1 + level)/2 quantiles of the resampled metric.")
 
 
-EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask],
-                     Field(discriminator="type")]
+EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask,
+                           LinearProbeTask], Field(discriminator="type")]
 
 
 class EvalConfig(Section):
