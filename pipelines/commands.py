@@ -44,10 +44,12 @@ def register_eval(parser) -> None:
         "Zero-shot classification (image or audio vs text prompts), retrieval between two modalities, "
         "three-modality retrieval and embedding geometry, on shards (CLIP_benchmark wds layout), class "
         "folders or a manifest. Writes a JSON result, and with --report-dir a Markdown summary and plots.")
-    parser.add_argument("model", nargs="?", help="Checkpoint folder (model.safetensors + model.yaml, or a training "
-                        "checkpoint step-N/ holding model/), a training run folder (its best checkpoint, else its "
-                        "latest), a model YAML (with the weights it names, e.g. an open_clip: checkpoint), "
-                        "open_clip:NAME (with --weights), or a built-in model name (random weights, a baseline).")
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="Checkpoint folder (model.safetensors + "
+                        "model.yaml, or a training checkpoint step-N/ holding model/), a training run folder (its best "
+                        "checkpoint, else its latest), a model YAML (with the weights it names, e.g. an open_clip: "
+                        "checkpoint), open_clip:NAME (with --weights), or a built-in model name (random weights, a "
+                        "baseline). Several (e.g. every checkpoint of a run, RUN/checkpoints/step-*) make one table "
+                        "with --table.")
     parser.add_argument("--weights", help="Weights for an open_clip:NAME model (.safetensors); or `ema` for a run "
                         "or training checkpoint: the moving average of its weights (train.ema) instead of the weights.")
     parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")
@@ -63,6 +65,12 @@ def register_eval(parser) -> None:
     parser.add_argument("--templates", help="Prompt templates file, one per line with {c}; default: the dataset's "
                         "zeroshot_classification_templates.txt, else the built-in set for the modality (the same "
                         "for class folders, shards and manifests).")
+    parser.add_argument("--class-prompts", help="Class-specific prompts (CuPL): a JSON file {class name: [prompts]}; "
+                        "each class's prompts join the generic templates' (zeroshot_classification).")
+    parser.add_argument("--audio-windows", choices=("first", "all"), help="Audio items: their first window (the "
+                        "default, as training reads them) or every window, averaged (long recordings).")
+    parser.add_argument("--audio-stride", type=float, help="With --audio-windows all: seconds between window starts "
+                        "(default: the clip length).")
     parser.add_argument("--classnames", help="Class names file, one per line in label order; default: the "
                         "dataset's classnames.txt or the class folder names.")
     parser.add_argument("--name", help="Name of the task in the result and summary (default TYPE/MODALITIES, e.g. "
@@ -79,6 +87,10 @@ def register_eval(parser) -> None:
                         "--tasks file's `bootstrap:` sets them.")
     parser.add_argument("--output", help="Write the full result (metrics, prompts, versions) to this JSON file.")
     parser.add_argument("--report-dir", help="Write summary.md and PNG plots into this folder.")
+    parser.add_argument("--table", metavar="DIR", help="One table over every MODEL and task: DIR/results/MODEL/"
+                        "TASK.json per pair, then DIR/table.csv (every metric) and DIR/table.md (headline metrics).")
+    parser.add_argument("--skip-existing", action="store_true", help="With --table: keep the (model, task) results "
+                        "already in DIR instead of evaluating them again.")
     parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                         help="Print the metric differences of two result files side by side, and exit. Tasks "
                         "pair by name, else by task type and data (modalities, items, class names).")
@@ -93,11 +105,20 @@ def run_eval(args) -> int:
         a, b = args.compare
         print(compare(read_results(a), read_results(b), (a, b)))
         return 0
-    if not args.model:
+    if not args.models:
         raise UserError("give a MODEL (checkpoint folder, run folder, open_clip:NAME or built-in name), "
                         "or --compare A B")
+    if args.table:
+        if args.output or args.report_dir:
+            raise UserError("--table DIR writes one result per model and task there; drop --output/--report-dir")
+    elif len(args.models) > 1:
+        raise UserError(f"{len(args.models)} models make one table: give --table DIR (and --tasks suite.yaml)")
+    elif args.skip_existing:
+        raise UserError("--skip-existing keeps results already in a --table DIR; give --table DIR")
+    args.model = args.models[0]
     config = eval_config_from_args(args)
-    check_eval_inputs(args.model, config)
+    for model in args.models:
+        check_eval_inputs(model, config)
     from pipelines import evaluate
 
     return evaluate.run(args, config)
@@ -108,9 +129,11 @@ def eval_config_from_args(args):
     from mmcl.eval.tasks import EvalConfig
 
     if args.tasks:
-        if args.data or args.templates or args.classnames or args.modalities or args.name:
-            raise UserError("--tasks FILE.yaml holds each task's data, templates, class names, modalities and "
-                            "name; drop --data/--templates/--classnames/--modalities/--name")
+        if (args.data or args.templates or args.class_prompts or args.classnames or args.modalities or args.name
+                or args.audio_windows or args.audio_stride is not None):
+            raise UserError("--tasks FILE.yaml holds each task's data, templates, class prompts, class names, "
+                            "modalities, audio windows and name; drop --data/--templates/--class-prompts/"
+                            "--classnames/--modalities/--audio-windows/--audio-stride/--name")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
                                                    f"num_workers={args.num_workers}"]
                            + ([f"bootstrap.samples={args.bootstrap}"] if args.bootstrap is not None else []))
@@ -125,12 +148,18 @@ def eval_config_from_args(args):
         task["modality"] = args.modality
         if args.templates:
             task["templates"] = args.templates  # a file path: read by the task, which records it as the origin
-    elif args.templates:
-        raise UserError("--templates only applies to --task zeroshot_classification")
+        if args.class_prompts:
+            task["class_prompts"] = args.class_prompts
+    elif args.templates or args.class_prompts:
+        raise UserError("--templates and --class-prompts only apply to --task zeroshot_classification")
     if args.modalities:
         if args.task == "zeroshot_classification":
             raise UserError("--modalities does not apply to zero-shot classification; use --modality")
         task["modalities"] = args.modalities
+    if args.audio_stride is not None and args.audio_windows != "all":
+        raise UserError("--audio-stride spaces the windows of --audio-windows all; give that too")
+    if args.audio_windows:
+        task["audio_windows"] = {"mode": args.audio_windows, "stride_seconds": args.audio_stride}
     bootstrap = {"bootstrap": {"samples": args.bootstrap}} if args.bootstrap is not None else {}
     return validate(EvalConfig, {"tasks": [task], "batch_size": args.batch_size, "num_workers": args.num_workers,
                                  **bootstrap}, "mmcl eval flags")

@@ -4,6 +4,7 @@
     mmcl eval CHECKPOINT --data shards/ --task retrieval --modalities image text --report-dir report/
     mmcl eval open_clip:ViT-B-32 --weights vitb32.safetensors --tasks tasks.yaml --output result.json
     mmcl eval --compare a.json b.json
+    mmcl eval runs/a runs/b/checkpoints/step-* --tasks suite.yaml --table sweep/ --skip-existing
     torchrun --nproc_per_node 8 -m pipelines.cli eval CHECKPOINT --tasks tasks.yaml   # each process embeds 1/8
 
 Load the model ▶ for each task: embed the data (and class prompts) ▶ score ▶ write a result that records the
@@ -37,16 +38,24 @@ def write_result(result: dict, path: str | Path) -> Path:
     return write_json(result, path)
 
 
+def evaluate(args, model: str, config: EvalConfig, output=None, report_dir=None) -> list[dict] | None:
+    """`config`'s tasks on `model`: in this process, or shared by the processes of torchrun / accelerate launch
+    (each embeds its share of the data); the results on the main process, None on the others."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        with process_group() as state:
+            results = run_evaluation(model, config, args.weights, str(state.device), output, report_dir,
+                                     state.process_index, state.num_processes)
+        return results if state.is_main_process else None
+    return run_evaluation(model, config, args.weights, args.device, output, report_dir)
+
+
 def run(args, config: EvalConfig) -> int:
     """`mmcl eval` with its flags already turned into `config`: evaluate, print each task's headline."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun / accelerate launch: share the data
-        with process_group() as state:
-            results = run_evaluation(args.model, config, args.weights, str(state.device), args.output,
-                                     args.report_dir, state.process_index, state.num_processes)
-        if not state.is_main_process:
-            return 0
-    else:
-        results = run_evaluation(args.model, config, args.weights, args.device, args.output, args.report_dir)
+    if args.table:
+        return run_table(args, config)
+    results = evaluate(args, args.model, config, args.output, args.report_dir)
+    if results is None:
+        return 0
     for result in results:
         print(f"{result['name']}: {headline(result)}")
         if skipped(result):
@@ -55,4 +64,28 @@ def run(args, config: EvalConfig) -> int:
         print(f"result: {args.output}")
     if args.report_dir:
         print(f"report: {Path(args.report_dir) / 'summary.md'} (and PNG plots)")
+    return 0
+
+
+def run_table(args, config: EvalConfig) -> int:
+    """`mmcl eval MODEL... --tasks suite.yaml --table DIR`: every model on every task, one result file per pair
+    (`--skip-existing` keeps those already there), then one CSV and one Markdown table."""
+    from mmcl.eval import table
+
+    table_dir, names = Path(args.table), [task.label for task in config.tasks]
+    for model in args.models:
+        todo = table.missing_tasks(table_dir, model, names, args.skip_existing)
+        if not todo:
+            print(f"{model}: every task has a result in {table_dir} (--skip-existing)")
+            continue
+        results = evaluate(args, model, config.model_copy(update={"tasks": [t for t in config.tasks
+                                                                            if t.label in todo]}))
+        if results is None:
+            continue
+        table.store(table_dir, model, results)
+        for result in results:
+            print(f"{model} {result['name']}: {headline(result)}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        csv_path, md_path = table.build(table_dir, args.models, names)
+        print(f"table: {md_path} and {csv_path}")
     return 0

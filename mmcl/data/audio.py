@@ -253,6 +253,29 @@ class AudioTransform:
         """Encoded audio to the transformed clip, reading only the frames of the window it uses."""
         return self(*decode(data, self.cfg.clip_seconds, random_start=self.train))
 
+    def windows(self, data: bytes, stride_seconds: float | None, max_seconds: float) -> torch.Tensor:
+        """Every window of a long clip, for evaluation: [K, 1, n_mels, num_frames].
+
+        Windows are clip_seconds long and start every `stride_seconds` (default: clip_seconds, side by side); the
+        last one ends where the clip ends, so no tail goes unheard. A clip no longer than one window gives one
+        window, repeat-padded as `load` pads it. At most `max_seconds` of the file are read. The whole clip is
+        resampled once and then cut, so the first window can differ from `load`'s (which cuts, then resamples) in
+        the last bits near its end.
+        """
+        waveform, rate = decode(data, max_seconds)
+        check_format(rate, waveform.shape[0])
+        mono = waveform.mean(dim=0, keepdim=True)
+        if rate != self.cfg.sample_rate:
+            mono = resample(mono, rate, self.cfg.sample_rate)
+        length, total = self.cfg.num_samples, mono.shape[-1]
+        stride = max(1, round((stride_seconds or self.cfg.clip_seconds) * self.cfg.sample_rate))
+        starts = list(range(0, max(total - length, 0) + 1, stride))
+        if total > length and starts[-1] != total - length:
+            starts.append(total - length)
+        clips = torch.stack([fit_length(mono[..., start:start + length], length, random_crop=False)
+                             for start in starts])
+        return self.to_db(self.mel(clips))
+
     def placeholder(self) -> torch.Tensor:
         """Zeros shaped like a transformed clip, standing in for samples that lack audio."""
         return torch.zeros(1, self.cfg.n_mels, self.cfg.num_frames)

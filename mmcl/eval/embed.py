@@ -13,6 +13,7 @@ from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import Source
 from mmcl.eval.loading import DecodedBatches
 from mmcl.eval.metrics import nonfinite_rows
+from mmcl.eval.tasks import AudioWindowsConfig
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Loading:
     rank: int = 0  # with world_size > 1, this process embeds its share of the parts and all gather the rest
     world_size: int = 1
     image_limits: ImageLimits = field(default_factory=ImageLimits)
+    audio_windows: AudioWindowsConfig | None = None  # every window of long audio items (mode all), else the first
 
 
 @dataclass
@@ -92,6 +94,16 @@ def encode_captions(model, tokens: torch.Tensor, owner: torch.Tensor, device: to
     return torch.cat([encode(model, "text", tokens[group == g], device) for g in group.unique()])
 
 
+def encode_windows(model, modality: str, windows: torch.Tensor, owner: torch.Tensor, items: int,
+                   device: torch.device) -> torch.Tensor:
+    """[items, D]: each item's windows encoded (per forward group of their items, as captions are), averaged and
+    re-normalised."""
+    group = owner // FORWARD_ROWS
+    encoded = torch.cat([encode(model, modality, windows[group == g], device) for g in group.unique()])
+    sums = torch.zeros(items, encoded.shape[-1], dtype=encoded.dtype).index_add_(0, owner, encoded)
+    return torch.nn.functional.normalize(sums / torch.bincount(owner, minlength=items)[:, None], dim=-1)
+
+
 @torch.no_grad()
 def embed_source(model, source: Source, modalities: list[str], transforms: dict, tokenizer, loading: Loading,
                  need_labels: bool = False) -> Embedded:
@@ -101,11 +113,13 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     missing = [m for m in modalities if m != "text" and m not in transforms]
     if missing:
         raise UserError(f"the model has no evaluation transform for {missing}")
-    key = (str(source.path), source.format, tuple(modalities), need_labels)
+    windows = loading.audio_windows if "audio" in modalities else None
+    key = (str(source.path), source.format, tuple(modalities), need_labels,
+           None if windows is None else windows.model_dump_json())
 
     def decode():
         dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,
-                                 FORWARD_ROWS, loading.image_limits, loading.rank, loading.world_size)
+                                 FORWARD_ROWS, loading.image_limits, loading.rank, loading.world_size, windows)
         return torch.utils.data.DataLoader(dataset, batch_size=None,
                                            num_workers=min(loading.num_workers, len(dataset.parts)))
 
@@ -126,6 +140,9 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
             if m == "text":
                 owners.append(batch["text_owner"] + seen)
                 features[m].append(encode_captions(model, batch["text"], batch["text_owner"], device))
+            elif f"{m}_owner" in batch:  # every window of each item
+                features[m].append(encode_windows(model, m, batch[m], batch[f"{m}_owner"], len(batch["key"]),
+                                                  device))
             else:
                 features[m].append(encode(model, m, batch[m], device))
         seen += len(batch["key"])

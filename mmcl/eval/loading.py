@@ -23,12 +23,13 @@ from mmcl.eval.datasets import RawItem, Source
 class DecodedBatches(torch.utils.data.IterableDataset):
     """Batches of `{"position", "key", <media modality>, "text", "text_owner", "label", "skipped"}`.
 
-    `text` holds every caption of every item in the batch (tokenised), `text_owner` the item each belongs to.
+    `text` holds every caption of every item in the batch (tokenised), `text_owner` the item each belongs to; with
+    every audio window (`audio_windows`), `audio` holds all windows and `audio_owner` the item of each.
     """
 
     def __init__(self, source: Source, modalities: list[str], transforms: dict[str, Callable], tokenizer,
                  batch_size: int, need_labels: bool, group_rows: int, image_limits: ImageLimits, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, audio_windows=None):
         parts = source.parts()
         self.part_indices = list(range(rank, len(parts), world_size))  # this process's share
         self.parts = [parts[i] for i in self.part_indices]
@@ -38,6 +39,7 @@ class DecodedBatches(torch.utils.data.IterableDataset):
         self.batch_size = max(1, batch_size // group_rows) * group_rows
         self.need_labels = need_labels
         self.image_limits = image_limits
+        self.audio_windows = audio_windows  # an AudioWindowsConfig with mode all: every window of each audio item
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
@@ -72,7 +74,11 @@ class DecodedBatches(torch.utils.data.IterableDataset):
             try:
                 media = item.media[m]
                 data = media.read_bytes() if isinstance(media, Path) else media
-                sample[m] = load_media(m, data, self.transforms[m], self.image_limits)
+                if m == "audio" and self.audio_windows is not None:
+                    sample[m] = self.transforms[m].windows(data, self.audio_windows.stride_seconds,
+                                                           self.audio_windows.max_seconds)
+                else:
+                    sample[m] = load_media(m, data, self.transforms[m], self.image_limits)
             except Exception as err:  # any decoder error means this one item is unusable
                 failures(SampleError(item.key, f"undecodable {m}", f"{type(err).__name__}: {err}"))
                 return None
@@ -90,6 +96,10 @@ class DecodedBatches(torch.utils.data.IterableDataset):
                 captions = [(i, c) for i, s in enumerate(samples) for c in s["captions"]]
                 batch["text_owner"] = torch.tensor([i for i, _ in captions], dtype=torch.long)
                 batch["text"] = self.tokenizer([c for _, c in captions]) if captions else None
+            elif m == "audio" and self.audio_windows is not None:  # [windows of all items], and whose each is
+                batch[m] = torch.cat([s[m] for s in samples]) if samples else None
+                batch[f"{m}_owner"] = torch.tensor([i for i, s in enumerate(samples) for _ in range(len(s[m]))],
+                                                   dtype=torch.long)
             else:
                 batch[m] = torch.stack([s[m] for s in samples]) if samples else None
         return batch

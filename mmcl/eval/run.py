@@ -22,8 +22,8 @@ from mmcl.eval.report import write_json
 from mmcl.eval.summary import markdown
 from mmcl.eval.tasks import (BootstrapConfig, EvalConfig, EvalTask, GeometryTask, LinearProbeTask,
                              MultimodalRetrievalTask, RetrievalTask, ZeroShotClassificationTask)
-from mmcl.eval.templates import resolve_templates
-from mmcl.eval.zeroshot import class_embeddings, class_scores, classification_hits, prompts, scored_classification
+from mmcl.eval.templates import class_prompt_lists, read_class_prompts, resolve_templates
+from mmcl.eval.zeroshot import class_embeddings, class_scores, classification_hits, scored_classification
 
 SAMPLE_ROWS = 32  # items (or classes) shown in a similarity-matrix plot
 PROJECTION_POINTS = 1000  # embeddings per modality kept for the 2-D projection plot
@@ -100,10 +100,14 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     source = open_source(task.data.path, task.data.format, task.data.classnames)
     if not source.classnames:
         raise UserError(f"{source.path}: no class names (add classnames.txt or set the task's data.classnames)")
-    templates, templates_source = resolve_templates(task.templates, task.modality, source, f"task {task.label}")
+    where = f"task {task.label}"
+    templates, templates_source = resolve_templates(task.templates, task.modality, source, where,
+                                                    class_specific=task.class_prompts is not None)
+    specific = {} if task.class_prompts is None else read_class_prompts(task.class_prompts, source.classnames, where)
+    per_class = class_prompt_lists(source.classnames, templates, specific, where)
     data = embed_source(model, source, [task.modality], transforms, tokenizer, loading, need_labels=True)
     _check_labels(task, source, data.labels)
-    classes = class_embeddings(model, tokenizer, source.classnames, templates, loading.device)
+    classes = class_embeddings(model, tokenizer, source.classnames, per_class, loading.device)
     queries = data.features[task.modality]
     scores = class_scores(queries, classes)
     result = {
@@ -113,7 +117,9 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
         "classnames": source.classnames,
         "templates": templates,
         "templates_source": templates_source,
-        "prompts": prompts(source.classnames, templates),
+        **({"class_prompts_source": task.class_prompts if isinstance(task.class_prompts, str) else
+            "the task's class prompts"} if task.class_prompts is not None else {}),
+        "prompts": per_class,
         "inputs": input_policy(transforms, [task.modality]),
     }
     sample = spread(len(data))
@@ -274,10 +280,13 @@ def evaluate_task(model, transforms, tokenizer, task: EvalTask, device: torch.de
     try:
         out = RUNNERS[task.type](model, transforms, tokenizer, task,
                                  Loading(torch.device(device), batch_size, num_workers, cache, rank, world_size,
-                                         image_limits or ImageLimits()))
+                                         image_limits or ImageLimits(),
+                                         task.audio_windows if task.audio_windows.mode == "all" else None))
     finally:
         model.train(was_training)
     head = {"task": task.type, "name": task.label, "metrics": out.result.pop("metrics")}
+    if task.audio_windows.mode == "all":
+        out.result["audio_windows"] = task.audio_windows.model_dump()
     if bootstrap is not None and out.item_hits:
         head.update(intervals=intervals(out.item_hits, bootstrap), bootstrap=settings(bootstrap))
     out.result = {**head, **out.result, "versions": versions()}

@@ -27,10 +27,25 @@ class DataSpec(Section):
                                                      "order; default: the dataset's classnames.txt or folder names.")
 
 
+class AudioWindowsConfig(Section):
+    """How an audio item longer than the audio tower's clip is embedded."""
+
+    mode: Literal["first", "all"] = Field(
+        "first", description="first: the clip's first window (clip_seconds of the tower's front end), as training "
+                             "reads it; all: every window, their embeddings averaged and re-normalised (as ImageBind "
+                             "averages its clips), so a sound anywhere in a long file counts.")
+    stride_seconds: float | None = Field(None, gt=0, description="With mode all: seconds from one window's start to "
+                                                                 "the next; null: the clip length (side by side).")
+    max_seconds: float = Field(600.0, gt=0, description="With mode all: seconds read from each file at most (memory "
+                                                        "and time grow with it).")
+
+
 class _Task(Section):
     name: str | None = Field(None, description="Name for logs and result keys; default: TYPE/MODALITIES, e.g. "
                                                 "zeroshot_classification/image or retrieval/image-text.")
     data: DataSpec = Field(description="The evaluation data.")
+    audio_windows: AudioWindowsConfig = Field(default_factory=AudioWindowsConfig,
+                                              description="Audio items: their first window, or every window.")
 
     @property
     def label(self) -> str:
@@ -48,6 +63,10 @@ class ZeroShotClassificationTask(_Task):
         None, description="Prompt templates with {c} for the class name: a list, or a file with one per line; "
                           "default: the dataset's templates file, else the built-in set for the modality (the same for "
                           "every data route). The result records the set used and where it came from.")
+    class_prompts: dict[str, list[str]] | str | None = Field(
+        None, description="Class-specific prompts (CuPL): {class name: [whole prompts]}, or a JSON file of that; a "
+                          "class's prompts are its generic templates filled with its name plus its own, averaged as "
+                          "one ensemble (templates: [] uses the class prompts alone). Keys must be class names.")
     allow_missing_classes: bool = Field(
         False, description="Accept class names that no sample carries (they still compete as wrong answers); "
                            "off, such a mismatch between class names and labels is an error.")

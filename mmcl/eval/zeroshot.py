@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 import torch.nn.functional as F
 
@@ -13,20 +11,17 @@ from mmcl.eval.metrics import (confusion_matrix, mean_per_class_recall, per_clas
                                topk_accuracy, topk_hits)
 
 
-def prompts(classnames: list[str], templates: Iterable[str]) -> list[list[str]]:
-    """Per class, each template with `{c}` replaced by the class name: exactly the text the model reads."""
-    templates = list(templates)
-    return [[t.replace("{c}", name) for t in templates] for name in classnames]
-
-
-def class_embeddings(model, tokenizer, classnames: list[str], templates: Iterable[str],
+def class_embeddings(model, tokenizer, classnames: list[str], per_class: list[list[str]],
                      device: torch.device) -> torch.Tensor:
-    """[C, D]: per class, the mean of its prompt embeddings, re-normalised (CLIP's prompt ensembling)."""
-    per_class = prompts(classnames, templates)
+    """[C, D]: per class, the mean of its prompts' embeddings, re-normalised (CLIP's prompt ensembling). Classes
+    may have different numbers of prompts (class-specific prompts)."""
     flat = embed_text(model, tokenizer, [p for row in per_class for p in row], device)
-    refuse_nonfinite(flat, [name for name, row in zip(classnames, per_class) for _ in row],
-                     "text embeddings of the class prompts", "class(es)")
-    return F.normalize(flat.reshape(len(classnames), -1, flat.shape[-1]).mean(dim=1), dim=-1)
+    owner = [c for c, row in enumerate(per_class) for _ in row]
+    refuse_nonfinite(flat, [classnames[c] for c in owner], "text embeddings of the class prompts", "class(es)")
+    sums = torch.zeros(len(classnames), flat.shape[-1], dtype=flat.dtype, device=flat.device)
+    sums.index_add_(0, torch.tensor(owner, device=flat.device), flat)
+    counts = torch.tensor([len(row) for row in per_class], dtype=flat.dtype, device=flat.device)
+    return F.normalize(sums / counts[:, None], dim=-1)
 
 
 def class_scores(query: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
