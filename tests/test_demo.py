@@ -34,9 +34,13 @@ def test_the_model_is_reported_beside_chance(demo):
                            "image→audio R@1", "audio→image R@1", "subgroup-from-image top-1",
                            "subgroup-from-audio top-1"]
         assert all(0 <= row["value"] <= 1 and 0 < row["chance"] < 1 for row in run["headlines"])
+        assert all(row["interval"][0] <= row["value"] <= row["interval"][1] for row in run["headlines"])
         assert run["steps"] == SHORT["steps"]
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
     assert "| image→text R@1 |" in report and "× chance" in report
+    first = runs["scratch"]["headlines"][0]
+    assert f"{first['value']:.3f} [{first['interval'][0]:.3f}, {first['interval'][1]:.3f}]" in report
+    assert "percentile-bootstrap interval over the held-out items" in report
     assert json.loads((out / "report" / "results.json").read_text())["runs"].keys() == runs.keys()
     for name in runs:
         assert (out / "report" / name / "summary.md").is_file()
