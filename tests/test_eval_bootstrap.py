@@ -156,8 +156,8 @@ def test_results_carry_intervals_beside_metrics_and_the_summary_and_compare_show
 
     clips = {"path": str(tones / "clips.jsonl")}
     retrieval = run({"type": "retrieval", "modalities": ["audio", "text"], "data": clips}, SETTINGS)
-    assert sorted(retrieval["intervals"]) == sorted(f"{d}/recall@{k}" for d in ("audio_to_text", "text_to_audio")
-                                                    for k in (1, 5, 10))
+    assert sorted(retrieval["intervals"]) == sorted(f"{d}/{m}" for d in ("audio_to_text", "text_to_audio")
+                                                    for m in ("recall@1", "recall@5", "recall@10", "mAP@10"))
     for key, (low, high) in retrieval["intervals"].items():
         direction, metric = key.split("/")
         assert low <= retrieval["metrics"][direction][metric] <= high, key

@@ -30,8 +30,8 @@ METHOD = "percentile bootstrap over the evaluation items (queries), resampled wi
 
 @dataclass
 class ItemHits:
-    """One set of N evaluation items: per metric (its `flatten`ed result key), whether each item scored [N] bool,
-    so that the metric is the mean of its hits. With `labels` [N] (classes 0..num_classes-1) the item set also has
+    """One set of N evaluation items: per metric (its `flatten`ed result key), whether each item scored [N] bool
+    (or its score in [0, 1], such as a query's AP@10), so that the metric is the mean of its hits. With `labels` [N] (classes 0..num_classes-1) the item set also has
     a mean per-class recall, of the hits under `top1`."""
 
     hits: dict[str, torch.Tensor]

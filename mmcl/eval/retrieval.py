@@ -15,10 +15,25 @@ from mmcl.eval.metrics import require_finite
 from mmcl.eval.tasks import DEFAULT_KS
 
 SCORE_BUDGET = 1 << 24  # floats per score chunk: 64 MB in float32
+MAP = "mAP@10"  # the key of mean AP@10 in each direction's summary
 
 
 def chunk_rows(num_candidates: int, budget: int = SCORE_BUDGET) -> int:
     return max(1, budget // max(1, num_candidates))
+
+
+def _scored_chunks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor, budget: int,
+                   per_query: int = 1):
+    """(scores [c, M], right candidates' scores [c, K] with -inf padding, valid [c, K]) for query chunks small
+    enough that `per_query` score-sized tensors per query stay within `budget` floats."""
+    require_finite(queries, "queries")
+    require_finite(candidates, "candidates")
+    step = chunk_rows(candidates.shape[0] * per_query, budget)
+    for start in range(0, queries.shape[0], step):
+        scores = queries[start:start + step] @ candidates.T
+        wanted = targets[start:start + step]
+        valid = wanted >= 0
+        yield scores, scores.gather(1, wanted.clamp_min(0)).masked_fill(~valid, float("-inf")), valid
 
 
 def ranks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor,
@@ -29,18 +44,36 @@ def ranks(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor
     The right candidates' scores are gathered from the same score chunk, so ties are judged on equal floats;
     rank = 1 + (candidates scoring ≥ best) − (right ones among them): one pass over each chunk.
     """
-    require_finite(queries, "queries")
-    require_finite(candidates, "candidates")
     out = []
-    step = chunk_rows(candidates.shape[0], budget)
-    for start in range(0, queries.shape[0], step):
-        scores = queries[start:start + step] @ candidates.T
-        wanted = targets[start:start + step]
-        valid = wanted >= 0
-        right = scores.gather(1, wanted.clamp_min(0)).masked_fill(~valid, float("-inf"))
+    for scores, right, valid in _scored_chunks(queries, candidates, targets, budget):
         best = right.max(dim=1, keepdim=True).values
         out.append(1 + (scores >= best).sum(dim=1) - ((right >= best) & valid).sum(dim=1))
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def average_precision(queries: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor, k: int = 10,
+                      budget: int = SCORE_BUDGET) -> torch.Tensor:
+    """AP@k [Nq] (float64) of each query over its right candidates (`targets` as for `ranks`).
+
+    A right candidate j sits at position n_j = the number of candidates scoring at least s_j (ties count against
+    the model, as in `ranks`), with precision p_j = (right candidates among them) / n_j; AP@k = Σ_{j: n_j ≤ k} p_j
+    / min(#right, k). With one right candidate this is 1/rank within the top k and 0 beyond, the mAP@10 LAION-CLAP
+    reports; with k at least the number of candidates it is scikit-learn's `average_precision_score`.
+    """
+    out = []
+    for scores, right, valid in _scored_chunks(queries, candidates, targets, budget, per_query=targets.shape[1]):
+        position = (scores[:, None, :] >= right[:, :, None]).sum(dim=2)  # [c, K]
+        right_above = ((right[:, None, :] >= right[:, :, None]) & valid[:, None, :]).sum(dim=2)
+        counted = valid & (position <= k)
+        precision = torch.where(counted, right_above.double() / position.clamp_min(1).double(), 0.0)
+        out.append(precision.sum(dim=1) / valid.sum(dim=1).clamp(max=k).double())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+def single_positive_precision(query_ranks: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """AP@k from the rank of a query's only right candidate: 1/rank within the top k, else 0."""
+    r = query_ranks.double()
+    return torch.where(r <= k, 1.0 / r, 0.0)
 
 
 def grouped_targets(owner: torch.Tensor, num_items: int) -> torch.Tensor:
@@ -66,10 +99,22 @@ def rank_summary(query_ranks: torch.Tensor, ks=DEFAULT_KS) -> dict:
     return out
 
 
-def recall_hits(direction_ranks: dict[str, torch.Tensor], ks=DEFAULT_KS) -> list[ItemHits]:
-    """Per direction, each query's hit at every k (`DIRECTION/recall@k`): what `bootstrap` resamples."""
-    return [ItemHits({f"{direction}/recall@{k}": found <= k for k in ks}) for direction, found in
-            direction_ranks.items()]
+def recall_hits(direction_ranks: dict[str, torch.Tensor], ks=DEFAULT_KS,
+                precision: dict[str, torch.Tensor] | None = None) -> list[ItemHits]:
+    """Per direction, each query's hit at every k (`DIRECTION/recall@k`) and, given, its AP@10
+    (`DIRECTION/mAP@10`, a mean of per-query values like the hits): what `bootstrap` resamples."""
+    return [ItemHits({**{f"{direction}/recall@{k}": found <= k for k in ks},
+                      **({f"{direction}/{MAP}": precision[direction]} if precision else {})})
+            for direction, found in direction_ranks.items()]
+
+
+def paired_average_precision(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor,
+                             names: tuple[str, str], budget: int = SCORE_BUDGET) -> dict[str, torch.Tensor]:
+    """AP@10 of every query of both directions of `paired_ranks`, keyed alike: item→candidate over all of the
+    item's candidates (its several captions), candidate→item over its one item."""
+    a, b = names
+    return {f"{a}_to_{b}": average_precision(items, texts, grouped_targets(owner, items.shape[0]), 10, budget),
+            f"{b}_to_{a}": average_precision(texts, items, owner[:, None], 10, budget)}
 
 
 def paired_ranks(items: torch.Tensor, texts: torch.Tensor, owner: torch.Tensor, names: tuple[str, str],

@@ -190,12 +190,15 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: L
     data = embed_source(model, source, [a, b], transforms, tokenizer, loading)
     owner = data.text_owner if b == "text" else torch.arange(len(data))
     directions = retrieval.paired_ranks(data.features[a], data.features[b], owner, (a, b))
-    metrics = _retrieval_chance({d: retrieval.rank_summary(r, task.ks) for d, r in directions.items()}, len(data))
+    precision = retrieval.paired_average_precision(data.features[a], data.features[b], owner, (a, b))
+    metrics = _retrieval_chance({d: {**retrieval.rank_summary(r, task.ks), retrieval.MAP: precision[d].mean().item()}
+                                 for d, r in directions.items()}, len(data))
     metrics[f"num_{b}"] = int(data.features[b].shape[0])
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": [a, b],
               "inputs": input_policy(transforms, [a, b])}
     return TaskOutput(result, **_samples(data, source, {m: _paired(data, m) for m in (a, b)}),
-                      similarity=_sample_similarity(data, a, b), item_hits=retrieval.recall_hits(directions, task.ks))
+                      similarity=_sample_similarity(data, a, b),
+                      item_hits=retrieval.recall_hits(directions, task.ks, precision))
 
 
 def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetrievalTask,
@@ -206,12 +209,14 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
     data = embed_source(model, source, modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in modalities}
     directions = retrieval.multimodal_ranks(embeddings, task.scorings)
-    metrics = _retrieval_chance({d: retrieval.rank_summary(r, task.ks) for d, r in directions.items()}, len(data))
+    precision = {d: retrieval.single_positive_precision(r) for d, r in directions.items()}
+    metrics = _retrieval_chance({d: {**retrieval.rank_summary(r, task.ks), retrieval.MAP: precision[d].mean().item()}
+                                 for d, r in directions.items()}, len(data))
     result = {"metrics": metrics, "dataset": _describe(source, data), "modalities": modalities,
               "inputs": input_policy(transforms, modalities), "text_policy": "each item's first caption"}
     return TaskOutput(result, **_samples(data, source, embeddings),
                       similarity=_sample_similarity(data, modalities[0], modalities[1]),
-                      item_hits=retrieval.recall_hits(directions, task.ks))
+                      item_hits=retrieval.recall_hits(directions, task.ks, precision))
 
 
 def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loading) -> TaskOutput:
