@@ -1,4 +1,4 @@
-"""``mmcl shards prepare|verify|stats|merge``: argument parsing only; the work lives in the modules."""
+"""``mmcl shards prepare|verify|stats|merge|poison``: argument parsing only; the work lives in the modules."""
 
 from __future__ import annotations
 
@@ -207,7 +207,8 @@ def _add_prepare(sub) -> None:
 def register(shards) -> None:
     """Fill in `mmcl shards` (its parser, made by pipelines/cli.py) and its subcommands."""
     shards.description = "Prepare, verify, summarise and merge WebDataset shard sets."
-    sub = shards.add_subparsers(dest="shards_command", required=True, metavar="{prepare,verify,stats,merge}")
+    sub = shards.add_subparsers(dest="shards_command", required=True,
+                                metavar="{prepare,verify,stats,merge,poison}")
     _add_prepare(sub)
 
     p = sub.add_parser("verify", help="read every shard back and decode every sample",
@@ -235,3 +236,48 @@ def register(shards) -> None:
                        description="Combine the per-shard files of a --num-parts run into the set-level files.")
     p.add_argument("output", help="shard directory")
     p.set_defaults(func=_merge)
+
+    p = sub.add_parser("poison", help="copy a shard set with a backdoor trigger in a seeded share of its samples",
+                       description="Write a copy of SRC in which a seeded fraction (or count) of the samples with "
+                       "a caption carries a trigger in its image (or audio) and a target caption; every other sample "
+                       "is copied byte for byte, and OUT/poisoned.json lists the poisoned keys with the trigger "
+                       "parameters. For testing whether training is open to a backdoor (see data_tools/poison.py).")
+    p.add_argument("source", help="shard directory to copy")
+    p.add_argument("--output", required=True, help="new shard directory (must be empty or absent)")
+    amount = p.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--fraction", type=float, help="share of the captioned samples to poison, e.g. 0.01")
+    amount.add_argument("--count", type=int, help="number of samples to poison")
+    p.add_argument("--target-caption", action="append", default=[], help="caption given to poisoned samples "
+                   "(repeatable: each poisoned sample gets one at random)")
+    p.add_argument("--target-captions", help="file of target captions, one per line")
+    p.add_argument("--trigger", default="patch", choices=("patch", "blended", "random_noise"),
+                   help="image trigger: a BadNets-style square, a blended pattern, or fixed additive noise")
+    p.add_argument("--patch-size", type=int, default=16, help="side of the patch in pixels (default 16)")
+    p.add_argument("--patch-position", help="X,Y of the patch's top-left corner; default: random per sample")
+    p.add_argument("--alpha", type=float, default=0.2, help="blended: pattern weight; random_noise: noise "
+                   "amplitude as a share of 255 (default 0.2)")
+    p.add_argument("--tone-hz", type=float, default=1000.0, help="audio trigger: tone frequency (default 1000)")
+    p.add_argument("--tone-seconds", type=float, default=0.25, help="audio trigger: tone length from the start")
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice of samples and of the trigger pattern")
+    p.set_defaults(func=_poison)
+
+
+def _poison(args: argparse.Namespace) -> int:
+    from data_tools.poison import TriggerSpec, poison
+
+    position = None
+    if args.patch_position:
+        try:
+            x, y = (int(v) for v in args.patch_position.split(","))
+        except ValueError:
+            raise UserError(f"--patch-position {args.patch_position!r}: expected X,Y in pixels, e.g. 0,0") from None
+        position = (x, y)
+    if args.count is not None and args.count < 1:
+        raise UserError(f"--count {args.count}: must be at least 1")
+    captions = list(args.target_caption) + (_lines(args.target_captions, "--target-captions") or [])
+    spec = TriggerSpec(kind=args.trigger, patch_size=args.patch_size, position=position, alpha=args.alpha,
+                       seed=args.seed, tone_hz=args.tone_hz, tone_seconds=args.tone_seconds)
+    record = poison(Path(args.source), Path(args.output), captions, spec, args.fraction, args.count)
+    print(f"{args.output}: {len(record['samples'])} of {record['carriers']} captioned samples poisoned with a "
+          f"{args.trigger} trigger; keys in {Path(args.output) / 'poisoned.json'}")
+    return 0
