@@ -263,7 +263,8 @@ def register(shards) -> None:
 
 
 def _poison(args: argparse.Namespace) -> int:
-    from data_tools.poison import TriggerSpec, poison
+    from data_tools.poison import poison
+    from mmcl.data.triggers import TriggerSpec
 
     position = None
     if args.patch_position:

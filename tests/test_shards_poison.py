@@ -12,7 +12,7 @@ import soundfile
 import webdataset as wds
 from PIL import Image
 
-from data_tools.poison import TriggerSpec, pattern
+from mmcl.data.triggers import TriggerSpec, pattern
 from data_tools.readback import tar_files
 from pipelines.cli import main as mmcl
 

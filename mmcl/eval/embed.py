@@ -115,7 +115,9 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         raise UserError(f"the model has no evaluation transform for {missing}")
     windows = loading.audio_windows if "audio" in modalities else None
     key = (str(source.path), source.format, tuple(modalities), need_labels,
-           None if windows is None else windows.model_dump_json())
+           None if windows is None else windows.model_dump_json(),
+           # a transform that alters the input (a backdoor trigger) names itself: its batches are other batches
+           tuple(getattr(transforms.get(m), "cache_tag", None) for m in modalities))
 
     def decode():
         dataset = DecodedBatches(source, modalities, transforms, tokenizer, loading.batch_size, need_labels,

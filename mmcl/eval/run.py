@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+import random
+import zlib
+from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 
 import mmcl
 from mmcl.data.image import ImageLimits
+from mmcl.data.triggers import TriggerSpec, apply_image_trigger
 from mmcl.errors import UserError
 from mmcl.eval import geometry, linear_probe, retrieval
 from mmcl.eval.bootstrap import ItemHits, intervals, settings
@@ -20,7 +23,7 @@ from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.models import describe_model, load_eval_model
 from mmcl.eval.report import write_json
 from mmcl.eval.summary import markdown
-from mmcl.eval.tasks import (BootstrapConfig, EvalConfig, EvalTask, GeometryTask, LinearProbeTask,
+from mmcl.eval.tasks import (BackdoorTask, BootstrapConfig, EvalConfig, EvalTask, GeometryTask, LinearProbeTask,
                              MultimodalRetrievalTask, RetrievalTask, ZeroShotClassificationTask)
 from mmcl.eval.templates import class_prompt_lists, read_class_prompts, resolve_templates
 from mmcl.eval.zeroshot import class_embeddings, class_scores, classification_hits, scored_classification
@@ -263,12 +266,70 @@ def linear_probe_task(model, transforms, tokenizer, task: LinearProbeTask, loadi
                       item_hits=[classification_hits(scores, test.labels)])
 
 
+class TriggeredTransform:
+    """An image transform with a backdoor trigger applied to the decoded image first. A randomly placed patch goes
+    where the image's own pixels say (a hash seeds the place), so every run, worker and process agrees.
+    `cache_tag` keeps its batches apart from the clean ones in a decoded-batch cache."""
+
+    def __init__(self, base, spec: TriggerSpec):
+        self.base, self.spec = base, spec
+        self.cache_tag = f"trigger {sorted(asdict(spec).items())}"
+
+    def __call__(self, image):
+        image = image.convert("RGB")
+        place = random.Random(zlib.crc32(image.tobytes()) ^ self.spec.seed)
+        return self.base(apply_image_trigger(image, self.spec, place)[0])
+
+
+def backdoor_task(model, transforms, tokenizer, task: BackdoorTask, loading: Loading) -> TaskOutput:
+    """Zero-shot classification of the clean images, then of every non-target image with the trigger: the attack
+    success rate is the share of those sent to the target class, beside the share of their clean versions already
+    sent there and the clean top-1."""
+    check_modalities(model, ["image", "text"], "backdoor evaluation")
+    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    if task.target not in (source.classnames or []):
+        raise UserError(f"task {task.label}: target {task.target!r} is not one of the class names of {source.path}")
+    target = source.classnames.index(task.target)
+    where = f"task {task.label}"
+    templates, templates_source = resolve_templates(task.templates, "image", source, where)
+    classes = class_embeddings(model, tokenizer, source.classnames,
+                               class_prompt_lists(source.classnames, templates, {}, where), loading.device)
+    spec = TriggerSpec(kind=task.trigger.kind, patch_size=task.trigger.patch_size, position=task.trigger.position,
+                       alpha=task.trigger.alpha, seed=task.trigger.seed)
+    clean = embed_source(model, source, ["image"], transforms, tokenizer, loading, need_labels=True)
+    triggered = embed_source(model, source, ["image"], {**transforms, "image": TriggeredTransform(
+        transforms["image"], spec)}, tokenizer, loading, need_labels=True)
+    row = {key: i for i, key in enumerate(clean.keys)}  # an image the trigger does not fit is skipped and counted
+    rows = torch.tensor([row[key] for key in triggered.keys], dtype=torch.long)
+    labels = clean.labels
+    clean_pred = class_scores(clean.features["image"], classes).argmax(1)
+    triggered_pred = class_scores(triggered.features["image"], classes).argmax(1)
+    victims = labels[rows] != target
+    if not victims.any():
+        raise UserError(f"task {task.label}: every image is of the target class {task.target!r}: nothing to attack")
+    sent = triggered_pred[victims] == target
+    already = clean_pred[rows][victims] == target
+    correct = clean_pred == labels
+    metrics = {"attack_success_rate": sent.double().mean().item(),
+               "clean_target_rate": already.double().mean().item(),
+               "clean_top1": correct.double().mean().item(),
+               "num_attacked": int(victims.sum()), "num_samples": len(clean),
+               "num_classes": len(source.classnames), "chance_top1": 1.0 / len(source.classnames)}
+    result = {"metrics": metrics, "dataset": {**_describe(source, clean), "skipped_with_trigger": triggered.skipped},
+              "classnames": source.classnames, "target": task.target, "trigger": asdict(spec),
+              "templates": templates, "templates_source": templates_source,
+              "inputs": input_policy(transforms, ["image"])}
+    return TaskOutput(result, item_hits=[ItemHits({"attack_success_rate": sent, "clean_target_rate": already}),
+                                         ItemHits({"clean_top1": correct})])
+
+
 RUNNERS = {
     "zeroshot_classification": zeroshot_classification,
     "retrieval": retrieval_task,
     "multimodal_retrieval": multimodal_retrieval_task,
     "geometry": geometry_task,
     "linear_probe": linear_probe_task,
+    "backdoor": backdoor_task,
 }
 
 

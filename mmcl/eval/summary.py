@@ -65,6 +65,10 @@ def headline(result: dict) -> str:
         return (f"{CLASSIFIERS[result['task']]} top-1: {m['top1']:.4f}, top-5 {top5}, mean per-class recall "
                 f"{m['mean_per_class_recall']:.4f} on {m['num_samples']} {result['modality']} items, "
                 f"{m['num_classes']} classes{trained}; {chance(result)}")
+    if result["task"] == "backdoor":
+        return (f"attack success rate {m['attack_success_rate']:.4f} ({result['trigger']['kind']} trigger, target "
+                f"{result['target']!r}, {m['num_attacked']} attacked images), against {m['clean_target_rate']:.4f} of "
+                f"them sent there without it; clean top-1 {m['clean_top1']:.4f}")
     if result["task"] == "geometry":
         pairs = [k for k in m if "-" in k]
         return "; ".join(f"{p}: gap {m[p]['modality_gap']:.3f}, separability {m[p]['linear_separability']:.3f}"
@@ -91,6 +95,7 @@ def markdown(results: list[dict], model: str) -> str:
         if "templates" in r:
             lines += ["", f"Prompts: {len(r['classnames'])} class names × {len(r['templates'])} templates "
                       f"({r['templates_source']}): " + ", ".join(f"`{t}`" for t in r["templates"])]
+        if "per_class_recall" in r["metrics"]:
             recalls, counts = r["metrics"]["per_class_recall"], r["metrics"]["class_counts"]
             worst = sorted((v, c, n) for c, v, n in zip(r["classnames"], recalls, counts) if v is not None)[:5]
             lines += ["", "Lowest per-class accuracy: " + ", ".join(f"{c} {v:.3f} (n={n})" for v, c, n in worst)]

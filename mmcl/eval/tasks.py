@@ -170,8 +170,34 @@ class BootstrapConfig(Section):
                                                        "and (1 + level)/2 quantiles of the resampled metric.")
 
 
+class TriggerConfig(Section):
+    """A backdoor trigger, as `mmcl shards poison` plants it (see `mmcl.data.triggers`)."""
+
+    kind: Literal["patch", "blended", "random_noise"] = Field("patch", description="Trigger kind.")
+    patch_size: int = Field(16, gt=0, description="patch: side in pixels.")
+    position: tuple[int, int] | None = Field(None, description="patch: top-left corner [x, y]; null: a place drawn "
+                                                               "per image from its pixels (the same in every run).")
+    alpha: float = Field(0.2, gt=0, le=1, description="blended: pattern weight; random_noise: amplitude / 255.")
+    seed: int = Field(0, description="Seed of the trigger pattern: the poisoning's --seed.")
+
+
+class BackdoorTask(_Task):
+    """Attack success rate of a trigger: every image whose label is not the target gets the trigger and is classified
+    zero-shot; the share sent to the target class is the attack success rate, read beside the clean accuracy and
+    the share of clean images already sent there."""
+
+    type: Literal["backdoor"] = Field(description="Task kind.")
+    target: str = Field(description="The class name poisoned captions point to (must be one of the class names).")
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig, description="The trigger, as poisoned.")
+    templates: list[str] | str | None = Field(None, description="Prompt templates, as for zeroshot_classification.")
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return ("image",)
+
+
 EvalTask = Annotated[Union[ZeroShotClassificationTask, RetrievalTask, MultimodalRetrievalTask, GeometryTask,
-                           LinearProbeTask], Field(discriminator="type")]
+                           LinearProbeTask, BackdoorTask], Field(discriminator="type")]
 
 
 class EvalConfig(Section):
