@@ -17,7 +17,8 @@ from mmcl.training.ema import WeightAverage
 from pipelines.cli import main as mmcl
 from pipelines.pretrain import train
 from tests.test_models_foundation import single_thread  # noqa: F401  (autouse: reproducible CPU maths)
-from tests.train_fixtures import overrides, shape_shards
+from tests.test_train_compile import shards  # noqa: F401  (fixture: one shard of 24 shapes)
+from tests.train_fixtures import overrides
 
 STEPS = 6
 EMA = ["train.ema={decay: 0.9, warmup_power: 0.75, every: 2}"]
@@ -48,11 +49,6 @@ def config(shards, out, *extra) -> PretrainConfig:
     return load_config(PretrainConfig, "configs/demo.yaml", [
         *overrides(shards, out, **{"train.steps": STEPS, "train.checkpoint_every": 2, "train.keep_checkpoints": STEPS,
                                    "data.num_workers": 0, "train.cpu_threads": 1}), *EMA, *extra])
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    return shape_shards(tmp_path_factory.mktemp("shards"), num_shards=1, per_shard=24)
 
 
 @pytest.fixture(scope="module")

@@ -57,23 +57,25 @@ class MultimodalModel(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.towers)
 
-    def encode(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+    def encode(self, modality: str, inputs: torch.Tensor, absent: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit-norm embeddings of `inputs`; rows flagged in `absent` get the modality's learned stand-in."""
         tower = self.towers[modality]
-        return F.normalize(tower(tower.trim_inputs(inputs)), dim=-1)
+        features = tower(tower.trim_inputs(inputs))
+        if absent is not None:
+            # where(), not indexing: the tower's gradient on absent rows is exactly zero, shapes stay static.
+            features = torch.where(absent[:, None], self.missing[modality].to(features.dtype), features)
+        return F.normalize(features, dim=-1)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         out = {}
-        for m, tower in self.towers.items():
+        for m in self.towers:
             if m not in batch:
                 continue
-            features = tower(tower.trim_inputs(batch[m]))
             present = batch.get(f"{m}_mask")
+            absent = None
             if m in self.missing and present is not None:
-                absent = ~present.to(device=features.device, dtype=torch.bool)
-                # where(), not indexing: the tower's gradient on absent rows is exactly zero, shapes stay static.
-                features = torch.where(absent[:, None], self.missing[m].to(features.dtype), features)
-                out[f"{m}_stand_in"] = absent
-            out[m] = F.normalize(features, dim=-1)
+                absent = out[f"{m}_stand_in"] = ~present.to(device=batch[m].device, dtype=torch.bool)
+            out[m] = self.encode(m, batch[m], absent)
         # Clamping the log keeps exp() from overflowing; the gradient stops at the bound, as in CLIP.
         # New tensors, not views of the parameters: FSDP hooks the outputs and warns about views.
         out["logit_scale"] = self.logit_scale[0].clamp(max=self.log_scale_max).exp()
