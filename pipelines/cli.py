@@ -1,5 +1,5 @@
-"""The `mmcl` command: one subcommand per job, mirroring the layout (shards, train, eval, demo, export, config,
-models)."""
+"""The `mmcl` command: one subcommand per job, mirroring the layout (shards, train, eval, audit, demo, export,
+config, models)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,8 @@ COMMANDS = {
     "demo": ("pipelines.commands", "register_demo",
              "Build the emoji dataset, prepare shards, train an image-text-audio model and evaluate it."),
     "export": ("pipelines.export", "register", "Write a checkpoint in another tool's format (open_clip)."),
+    "audit": ("pipelines.audit", "register", "Score a shard set's samples for poisoning (backdoors) from a model's "
+              "embeddings."),
 }
 
 
