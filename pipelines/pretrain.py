@@ -100,6 +100,16 @@ def check_trained_modalities(cfg: PretrainConfig) -> None:
                         f"tower would train on nothing. Use a loss over every modality, e.g. 'loss=[{{name: "
                         f"pairwise}}]' (CLIP over every pair), or add a term on {listed}, e.g. {{name: clip, "
                         f"options: {{modalities: [{', '.join(pair)}]}}}}, or drop {listed} from data.modalities")
+    # Second views (data.second_view) exist for the losses that read them (inmodal), and only for those.
+    wanted = {m for loss in objective.losses for m in getattr(loss, "views", ())}
+    have = set(cfg.data.second_view.modalities) if cfg.data.second_view is not None else set()
+    if wanted - have:
+        raise UserError(f"a loss term reads a second view of {sorted(wanted - have)}: set data.second_view with "
+                        f"modalities: {sorted(wanted | have)}")
+    if have - wanted:
+        raise UserError(f"data.second_view lists {sorted(have - wanted)}, but no loss term reads a second view of "
+                        f"it: it would be decoded and embedded for nothing (add a term such as {{name: inmodal, "
+                        f"options: {{modalities: {sorted(have)}}}}}, or drop it from data.second_view)")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -12,14 +12,15 @@ from mmcl.losses import create_loss, list_losses
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODS = ("image", "text", "audio")
+VIEWS = ("image_view", "text_view")  # second views, read by in-modal losses and passed over by the others
 
 
 @pytest.mark.parametrize("name", list_losses())
 @pytest.mark.parametrize("present", [0, 1, 2])
 def test_loss_is_finite_with_few_rows(name, present):
-    outputs = random_outputs(batch=5, modalities=MODS, scale=10.0, bias=-3.0, dtype=torch.float32)
+    outputs = random_outputs(batch=5, modalities=MODS + VIEWS, scale=10.0, bias=-3.0, dtype=torch.float32)
     mask = torch.arange(5) < present
-    batch = {f"{m}_mask": mask for m in MODS}
+    batch = {f"{m}_mask": mask for m in MODS + VIEWS}
     value, grads = value_and_grads(lambda o: total(create_loss(name)(o, batch)), outputs)
     assert math.isfinite(value.item()), value
     if present == 0:

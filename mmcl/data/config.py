@@ -6,7 +6,9 @@ from PIL import Image
 from pydantic import Field, model_validator
 
 from mmcl.config import Section
+from mmcl.data.flagged import DropFlaggedConfig
 from mmcl.data.text import TextAugmentConfig
+from mmcl.data.views import SecondViewConfig
 
 # Pillow's own decompression-bomb warning threshold (~89.5 MP); `mmcl shards prepare --max-pixels` defaults to it too.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
@@ -95,6 +97,14 @@ class DataConfig(Section):
         default_factory=ImageLimits, description="Images skipped (and counted) from their header alone; "
         "large JPEGs decoded at the reduced scale the image tower needs."
     )
+    second_view: SecondViewConfig | None = Field(
+        None, description="A second, independently augmented view of some modalities of every training sample, "
+        "for in-modal loss terms (loss `inmodal`, CleanCLIP); null: none."
+    )
+    drop_flagged: DropFlaggedConfig | None = Field(
+        None, description="Leave out of training the samples an audit scored as suspicious (`mmcl audit`'s "
+        "Parquet table), counted as skipped; the shards stay as they are. null: train on every sample."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "DataConfig":
@@ -105,6 +115,8 @@ class DataConfig(Section):
         if not self.resampled and any(s.weight != 1.0 for s in self.sources):
             raise ValueError("data.sources weights need data.resampled: true (without resampling every "
                              "sample of every source is read once per epoch)")
+        if self.second_view is not None:
+            self.second_view.check(self.modalities)
         return self
 
     def shard_sources(self) -> list[ShardSource]:

@@ -15,6 +15,7 @@ from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
 from mmcl.data.label import parse_label
 from mmcl.data.text import TextAugmentConfig
+from mmcl.data.views import SecondViewConfig, image_view_transform, view_key
 from mmcl.errors import UserError
 
 # Modalities stored as encoded bytes: each module has EXTENSIONS and placeholder(transform); see load_media.
@@ -33,10 +34,11 @@ def load_media(modality: str, data: bytes, transform: Callable, image_limits: im
 
 
 class SampleDecoder:
-    """Raw sample to {__key__, <media modality>: tensor, text: str, label: int}, each only where present."""
+    """Raw sample to {__key__, <media modality>: tensor, text: str, label: int}, each only where present; with
+    `second_view`, also "<m>_view" for each of its modalities m present (see mmcl.data.views)."""
 
     def __init__(self, modalities: list[str], transforms: dict[str, Callable], text_augment: TextAugmentConfig | None,
-                 image_limits: image.ImageLimits):
+                 image_limits: image.ImageLimits, second_view: SecondViewConfig | None = None):
         unknown = sorted(set(modalities) - set(SUPPORTED_MODALITIES))
         if unknown:
             raise UserError(f"data.modalities: unsupported modality {unknown}; supported: {list(SUPPORTED_MODALITIES)}")
@@ -48,6 +50,10 @@ class SampleDecoder:
         self.modalities = modalities
         self.text_augment = text_augment
         self.image_limits = image_limits
+        viewed = second_view.modalities if second_view is not None else []
+        self.view_transforms = {m: image_view_transform(transforms[m], second_view.image_augment) if m == "image"
+                                else transforms[m] for m in viewed if m in MEDIA}
+        self.text_view = second_view.text_augment if "text" in viewed else None
 
     def __call__(self, raw: dict, rng: random.Random | None) -> dict:
         """`rng` (training only) picks the caption and drives text augmentation."""
@@ -59,6 +65,8 @@ class SampleDecoder:
                 continue
             try:
                 out[name] = load_media(name, raw[ext], transform, self.image_limits)
+                if name in self.view_transforms:
+                    out[view_key(name)] = load_media(name, raw[ext], self.view_transforms[name], self.image_limits)
             except Exception as err:  # decoders raise many types on corrupt bytes; the sample is unusable
                 raise SampleError(key, f"undecodable {name}", f"{type(err).__name__}: {err}") from err
         if self.text:
@@ -69,6 +77,8 @@ class SampleDecoder:
             if captions is not None:
                 caption = text.choose_caption(captions, rng)
                 out["text"] = text.augment(caption, self.text_augment, rng) if self.text_augment else caption
+                if self.text_view is not None:
+                    out[view_key("text")] = text.augment(caption, self.text_view, rng)
         if "cls" in raw:
             try:
                 out["label"] = parse_label(raw["cls"])

@@ -32,6 +32,7 @@ from mmcl.data.batch import Collator, batched
 from mmcl.data.config import DataConfig
 from mmcl.data.decode import SampleDecoder, decode_seeded, decode_stream
 from mmcl.data.failures import FailureCounter
+from mmcl.data.flagged import FLAGGED, FlaggedKeys, flagged_keys
 from mmcl.data.shards import EpochPlan, expand_urls, plan_epoch, seeded_rng, shard_sizes
 from mmcl.data.streams import BlockShuffle, ResampledReader, SlotReader, derive_seed, read_shards, worker_slot
 from mmcl.errors import UserError
@@ -50,8 +51,10 @@ class TrainStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, cfg: DataConfig, sources: list[list[str]], decoder: SampleDecoder, collate: Collator, *,
-                 epoch: int, seed: int, rank: int, world_size: int, plan: EpochPlan | None):
+                 epoch: int, seed: int, rank: int, world_size: int, plan: EpochPlan | None,
+                 flagged: FlaggedKeys | None = None):
         self.cfg, self.sources, self.decoder, self.collate = cfg, sources, decoder, collate
+        self.flagged = flagged
         self.ids, self.rank, self.plan = (seed, epoch, rank), rank, plan
         self.workers = max(1, cfg.num_workers)
         if cfg.resampled:  # the rank's budget, split as evenly as whole batches allow
@@ -98,6 +101,9 @@ class TrainStream(torch.utils.data.IterableDataset):
             raw = next(stream, None)
             if raw is None:
                 break
+            if self.flagged is not None and raw in self.flagged:  # passed over undecoded, and counted
+                counts[FLAGGED] += 1
+                continue
             sample = decode_seeded(raw, self.decoder, derive_seed("sample", *ids, items.emitted - 1), failures)
             counts.update(failures.take())
             if sample is None:
@@ -137,12 +143,14 @@ class TrainLoader:
         return {"plan": dict(self.plan), **copy.deepcopy(self._state)}
 
     def seek(self, position: dict) -> None:
-        changed = {k: (position["plan"].get(k), v) for k, v in self.plan.items() if position["plan"].get(k) != v}
+        saved = position["plan"]
+        changed = {k: (saved.get(k), self.plan.get(k)) for k in sorted({*saved, *self.plan})
+                   if saved.get(k) != self.plan.get(k)}
         if changed or len(position["workers"]) != self.stream.workers:
             named = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
             raise UserError(f"the saved data position belongs to another data plan ({named or 'loader workers'}); "
-                            "resume with the data, data.batch_size, data.shuffle_buffer, data.num_workers and "
-                            "process count it was saved with")
+                            "resume with the data, data.batch_size, data.shuffle_buffer, data.num_workers, "
+                            "data.drop_flagged and process count it was saved with")
         self._state = {"next_worker": position["next_worker"], "workers": copy.deepcopy(position["workers"])}
 
     def unused_samples(self) -> int:
@@ -258,14 +266,22 @@ def build_loader(cfg: DataConfig, transforms: dict[str, Callable], tokenizer, *,
     """
     sources = [expand_urls(s.shards) for s in cfg.shard_sources()]
     augment = cfg.text_augment if train and cfg.text_augment.enabled else None
-    decoder = SampleDecoder(cfg.modalities, transforms, augment, cfg.image_limits)
-    collate = Collator(cfg.modalities, transforms, tokenizer)
+    views = cfg.second_view if train else None
+    decoder = SampleDecoder(cfg.modalities, transforms, augment, cfg.image_limits, views)
+    collate = Collator(cfg.modalities, transforms, tokenizer, views.modalities if views is not None else [])
     if not train:
         stream = EvalStream([u for urls in sources for u in urls], decoder, rank=rank, world_size=world_size)
         loader = wds.WebLoader(stream, batch_size=None, num_workers=cfg.num_workers)
         return loader.compose(functools.partial(batched, size=cfg.batch_size, collate=collate, partial=True))
     workers = max(1, cfg.num_workers)
     fingerprint = {"batch_size": cfg.batch_size, "shuffle_buffer": cfg.shuffle_buffer, "slots": world_size * workers}
+    flagged = flagged_keys(cfg.drop_flagged) if cfg.drop_flagged is not None else None
+    if flagged is not None:
+        fingerprint["drop_flagged"] = flagged.fingerprint()
+        if rank == 0 and ("flagged", fingerprint["drop_flagged"]) not in _LOGGED_PLANS:
+            _LOGGED_PLANS.add(("flagged", fingerprint["drop_flagged"]))
+            log.info("data.drop_flagged: %d sample(s) of %s scored by %s are passed over (counted as %r)",
+                     len(flagged), cfg.drop_flagged.scores, cfg.drop_flagged.score, FLAGGED)
     if cfg.resampled:
         plan = None
         fingerprint["samples_per_epoch"] = cfg.samples_per_epoch
@@ -274,7 +290,7 @@ def build_loader(cfg: DataConfig, transforms: dict[str, Callable], tokenizer, *,
                            world_size=world_size)
         fingerprint["samples"] = plan.samples
     stream = TrainStream(cfg, sources, decoder, collate, epoch=epoch, seed=seed, rank=rank, world_size=world_size,
-                         plan=plan)
+                         plan=plan, flagged=flagged)
     # Seeds the loader's worker processes without drawing from the global torch RNG (each sample seeds its own).
     generator = torch.Generator().manual_seed(seeded_rng("torch", seed, epoch, rank).getrandbits(63))
     return TrainLoader(stream, fingerprint, num_workers=cfg.num_workers, generator=generator)

@@ -19,7 +19,7 @@ from mmcl.errors import UserError
 LossT = TypeVar("LossT", bound=Callable[..., nn.Module])
 
 _LOSSES: dict[str, Callable[..., nn.Module]] = {}
-BUILT_IN = ("clip", "cwcl", "dcl", "geometry", "multiview", "siglip", "symile")  # modules that register losses
+BUILT_IN = ("clip", "cwcl", "dcl", "geometry", "inmodal", "multiview", "siglip", "symile")  # modules that register losses
 
 
 def _registered() -> dict[str, Callable[..., nn.Module]]:

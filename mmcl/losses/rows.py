@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmcl.data.views import is_view_key
 from mmcl.losses import distributed
 from mmcl.losses.registry import LossOptionError
 
@@ -27,8 +28,9 @@ SCALAR_KEYS = ("logit_scale", "logit_bias")
 
 
 def output_modalities(outputs: Mapping[str, Any]) -> list[str]:
-    """The modality names present in a model output dict, in their order there."""
-    return [k for k, v in outputs.items() if k not in SCALAR_KEYS and isinstance(v, Tensor) and v.dim() == 2]
+    """The modality names present in a model output dict, in their order there (second views are not modalities)."""
+    return [k for k, v in outputs.items()
+            if k not in SCALAR_KEYS and not is_view_key(k) and isinstance(v, Tensor) and v.dim() == 2]
 
 
 def check_modalities(loss: str, modalities: Sequence[str], count: int | None = None, at_least: int = 2) -> list[str]:

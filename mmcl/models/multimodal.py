@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmcl.data.views import view_key
 from mmcl.models.towers import Tower
 
 
@@ -16,7 +17,8 @@ class MultimodalModel(nn.Module):
     """Maps a batch dict to `{modality: [B, D] unit-norm embedding, "logit_scale": scalar[, "logit_bias"]}`.
 
     Only modalities that have both a tower and an entry in the batch are encoded, so one model serves
-    image-text, audio-text or three-modality batches alike.
+    image-text, audio-text or three-modality batches alike. A second view ``batch["<m>_view"]`` (in-modal losses)
+    is encoded by m's tower into ``"<m>_view"``.
 
     Missing inputs (``batch["<m>_mask"]`` false): for a modality in ``learned_missing`` the row's embedding is a
     learned vector (one per modality, normalised like any embedding) and the output holds ``"<m>_stand_in"``, a
@@ -76,6 +78,8 @@ class MultimodalModel(nn.Module):
             if m in self.missing and present is not None:
                 absent = out[f"{m}_stand_in"] = ~present.to(device=batch[m].device, dtype=torch.bool)
             out[m] = self.encode(m, batch[m], absent)
+            if view_key(m) in batch:  # a second augmented view (mmcl.data.views), through the same tower
+                out[view_key(m)] = self.encode(m, batch[view_key(m)])
         # Clamping the log keeps exp() from overflowing; the gradient stops at the bound, as in CLIP.
         # New tensors, not views of the parameters: FSDP hooks the outputs and warns about views.
         out["logit_scale"] = self.logit_scale[0].clamp(max=self.log_scale_max).exp()

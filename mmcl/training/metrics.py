@@ -20,6 +20,7 @@ import torch
 
 from mmcl.eval import geometry
 from mmcl.config import flatten
+from mmcl.losses.rows import output_modalities
 
 log = logging.getLogger("mmcl.train")
 
@@ -122,7 +123,7 @@ def tracker_hparams(config: dict) -> dict:
 
 def batch_geometry(outputs: dict, batch: dict) -> dict:
     """Modality gap and uniformity of this process's rows of the step: a cheap live view of the space."""
-    modalities = [m for m in outputs if outputs[m].ndim == 2]
+    modalities = output_modalities(outputs)
     found = {}
     for m in modalities:
         present = outputs[m][batch[f"{m}_mask"]].detach().float() if f"{m}_mask" in batch else outputs[m].detach()
