@@ -44,7 +44,7 @@ def test_an_empty_csv_label_names_its_row(tones):
     (-1, "label -1 is outside 0..2147483647"),
     ("-3", "label -3 is outside 0..2147483647"),
     (1.5, "label '1.5' is a float, expected a class index or a class name"),
-    (["low"], "label \"\\['low'\\]\" is a list, expected a class index or a class name"),
+    ([["low"]], re.escape("label list \"[['low']]\" holds ['low'], expected class indices or class names")),
     (True, "label 'True' is a bool, expected a class index or a class name"),
 ])
 def test_a_bad_jsonl_label_names_its_row(tones, label, message):

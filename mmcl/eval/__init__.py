@@ -4,9 +4,10 @@
     results = run_tasks(model, transforms.eval, tokenizer, EvalConfig(tasks=[...]).tasks)
 
 Modules: `tasks` (task configs), `run` (running them on a model), `datasets`/`loading`/`embed` (data to
-embeddings), `templates` (prompt templates), `zeroshot`/`metrics`, `retrieval`, `geometry`, `linear_probe` (the
-measures), `bootstrap` (confidence intervals of the measures), `report` (result files), `summary`, `plots` and
-`compare` (what people read), `openclip` (open_clip models by name), `models` (any model by name or checkpoint folder).
+embeddings; multi-label data: `label_lists`), `templates` (prompt templates), `zeroshot`/`metrics`, `retrieval`,
+`geometry`, `linear_probe`, `average_precision` (the measures), `bootstrap` (confidence intervals of the measures),
+`report` (result files), `summary`, `plots` and `compare` (what people read), `openclip` (open_clip models by
+name), `models` (any model by name or checkpoint folder).
 """
 
 from mmcl.lazy import lazy_exports

@@ -7,8 +7,11 @@ items' per-item outcomes, and the interval is the (1 − level)/2 and (1 + level
 
 Metrics: a mean of per-item hits (top-1, top-5, recall@k of one retrieval direction), and, for labelled items, the
 mean per-class recall of the top-1 hits, where a class absent from a resample is left out of that resample's mean
-as `metrics.mean_per_class_recall` leaves out classes without items. Mean and median rank and the geometry
-measures (gap, separability, alignment, uniformity, rank) get no interval.
+as `metrics.mean_per_class_recall` leaves out classes without items; and for multi-label items (`ItemScores`) the
+mAP, recomputed on each resample with every item weighted by how often it was drawn (`average_precision`): a class
+with no positive item in a resample is left out of that resample's mean, and a resample where no class has one
+(possible with very few positives) is left out of the quantiles. Mean and median rank and the geometry measures
+(gap, separability, alignment, uniformity, rank) get no interval.
 
 Resamples are drawn `budget` indices at a time; chunked draws equal the rows of one large draw, so memory stays
 bounded whatever N and the intervals do not depend on the chunking.
@@ -21,6 +24,7 @@ from typing import Iterator
 
 import torch
 
+from mmcl.eval.average_precision import MAP, mean_average_precision, ranking, weighted_average_precision
 from mmcl.eval.tasks import BootstrapConfig
 
 RESAMPLE_BUDGET = 1 << 22  # drawn indices held at a time: 32 MB as int64, as much again as float64 draw counts
@@ -41,6 +45,17 @@ class ItemHits:
 
     def __len__(self) -> int:
         return next(iter(self.hits.values())).numel()
+
+
+@dataclass
+class ItemScores:
+    """Multi-label items: scores [N, C] and 0/1 targets [N, C], whose mAP `bootstrap` resamples."""
+
+    scores: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.scores.shape[0]
 
 
 def resample_indices(num_items: int, samples: int, seed: int, budget: int = RESAMPLE_BUDGET) -> Iterator[torch.Tensor]:
@@ -68,17 +83,29 @@ def resampled_metrics(items: ItemHits, drawn: torch.Tensor) -> torch.Tensor:
     return torch.cat(columns, dim=1)
 
 
-def intervals(item_sets: list[ItemHits], config: BootstrapConfig,
+def resampled_map(items: ItemScores, ranked: tuple[torch.Tensor, torch.Tensor], drawn: torch.Tensor) -> torch.Tensor:
+    """[R, 1] mAP of R resamples `drawn` [R, N] of multi-label items, from their scores' `ranking`."""
+    one_each = torch.ones((), dtype=torch.float64).expand(drawn.shape)
+    counts = torch.zeros(drawn.shape, dtype=torch.float64).scatter_add_(1, drawn, one_each)
+    return mean_average_precision(weighted_average_precision(ranked, items.targets, counts))[:, None]
+
+
+def intervals(item_sets: list[ItemHits | ItemScores], config: BootstrapConfig,
               budget: int = RESAMPLE_BUDGET) -> dict[str, list[float]]:
     """[low, high] of every metric of every item set, keyed as in `flatten(result["metrics"])`."""
     quantiles = torch.tensor([(1 - config.level) / 2, (1 + config.level) / 2], dtype=torch.float64)
     out = {}
     for items in item_sets:
-        keys = list(items.hits) + ([MEAN_PER_CLASS_RECALL] if items.labels is not None else [])
+        ranked = ranking(items.scores.cpu().double()) if isinstance(items, ItemScores) else None  # once, not per chunk
+        if ranked is not None:
+            keys = [MAP]
+        else:
+            keys = list(items.hits) + ([MEAN_PER_CLASS_RECALL] if items.labels is not None else [])
         if len(items) == 0:  # the metric itself is undefined; a bootstrap of nothing would report NaN
             raise ValueError(f"no items to resample for {', '.join(keys)}: bootstrap intervals need at least one")
-        values = torch.cat([resampled_metrics(items, drawn)
+        values = torch.cat([resampled_metrics(items, drawn) if ranked is None else resampled_map(items, ranked, drawn)
                             for drawn in resample_indices(len(items), config.samples, config.seed, budget)])
+        values = values[~values.isnan().any(dim=1)]  # only a multi-label resample without positives is NaN
         bounds = torch.quantile(values, quantiles, dim=0).T
         out.update({key: pair.tolist() for key, pair in zip(keys, bounds)})
     return out

@@ -19,6 +19,7 @@ from mmcl.data.label import parse_label
 from mmcl.data import expand_urls
 from mmcl.data.streams import read_shards
 from mmcl.errors import UserError
+from mmcl.eval.label_lists import LIST_HINT, SEPARATOR, manifest_list, parse_cls
 
 EXTENSIONS = {"image": image.EXTENSIONS, "audio": audio.EXTENSIONS}
 CLASSNAMES_FILE = "classnames.txt"
@@ -30,12 +31,13 @@ ITEMS_PER_PART = 256  # files per work unit of a file list; a multiple of embed.
 
 @dataclass
 class RawItem:
-    """One sample before decoding: `media[modality]` is encoded bytes or a file path."""
+    """One sample before decoding: `media[modality]` is encoded bytes or a file path; `label` a class index, or a
+    tuple of them for a label list (multi-label data, see `label_lists`)."""
 
     key: str
     media: dict[str, bytes | Path] = field(default_factory=dict)
     captions: list[str] | None = None
-    label: int | None = None
+    label: int | tuple[int, ...] | None = None
 
 
 @dataclass
@@ -108,7 +110,7 @@ def _raw_item(key: str, raw: dict) -> RawItem:
         modality = _modality_of_extension(ext)
         if modality is not None and modality not in media:
             media[modality] = value
-    label = parse_label(raw["cls"]) if "cls" in raw else None
+    label = parse_cls(raw["cls"]) if "cls" in raw else None
     return RawItem(key, media, text.decode_captions(raw), label)
 
 
@@ -156,7 +158,8 @@ def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource
 
 def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
     """CSV/TSV (header row) or JSON Lines with `image` and/or `audio` paths (relative to the manifest's folder),
-    optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name).
+    optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name,
+    or a label list of them: see `label_lists`).
 
     In a manifest with labels (a `label` column, or any JSON line with one) every row needs one: a missing or bad
     label is an error naming the row, as it would shift the class list. A row whose media or text has the wrong
@@ -166,15 +169,28 @@ def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
     labels = [_manifest_label(row.get("label"), path, number) if labelled else None
               for number, row in enumerate(rows, start=1)]
     classnames = read_lines(classnames_file) if classnames_file else None
-    named = sorted({label for label in labels if isinstance(label, str)})
+    named = sorted({entry for label in labels for entry in _entries(label) if isinstance(entry, str)})
     if named and classnames is None:
         classnames = named  # label text given in the manifest itself: classes in sorted order
     for number, label in enumerate(labels, start=1):
-        if isinstance(label, str) and label not in classnames:
-            raise UserError(f"{path} row {number}: label {label!r} is not one of the class names")
-    items = [_manifest_item(path, number, row, classnames.index(label) if isinstance(label, str) else label)
+        unknown = next((entry for entry in _entries(label) if isinstance(entry, str) and entry not in classnames),
+                       None)
+        if unknown is not None:
+            hint = f" ({LIST_HINT})" if any(mark in unknown for mark in ",|" + SEPARATOR) else ""
+            raise UserError(f"{path} row {number}: label {unknown!r} is not one of the class names{hint}")
+    items = [_manifest_item(path, number, row, _resolved(label, classnames))
              for number, (row, label) in enumerate(zip(rows, labels), start=1)]
     return ListSource(path, "manifest", items, classnames, classnames_file)
+
+
+def _entries(label) -> tuple:
+    return label if isinstance(label, tuple) else (label,)
+
+
+def _resolved(label, classnames: list[str] | None):
+    """A row's label with class names replaced by their indices."""
+    index = [classnames.index(e) if isinstance(e, str) else e for e in _entries(label)]
+    return tuple(index) if isinstance(label, tuple) else index[0]
 
 
 def _manifest_rows(path: Path) -> tuple[list[dict], bool]:
@@ -196,7 +212,7 @@ def _manifest_rows(path: Path) -> tuple[list[dict], bool]:
     return rows, any("label" in row for row in rows)
 
 
-def _manifest_item(path: Path, number: int, row: dict, label: int | None) -> RawItem | BadRow:
+def _manifest_item(path: Path, number: int, row: dict, label: int | tuple[int, ...] | None) -> RawItem | BadRow:
     """The row's item, or a BadRow naming what is wrong with its media or text."""
     key = f"{path.name}:{number}"
     try:
@@ -214,9 +230,12 @@ def _manifest_path(value, modality: str) -> str | None:
     raise ValueError(f"{modality} {str(value)[:40]!r} is a {type(value).__name__}, expected a path string")
 
 
-def _manifest_label(value, path: Path, number: int) -> int | str:
-    """A labelled row's class index (an integer, or the text of one) or class name; a UserError naming the row for
-    anything else."""
+def _manifest_label(value, path: Path, number: int) -> int | str | tuple[int | str, ...]:
+    """A labelled row's class index (an integer, or the text of one) or class name, or a label list of them; a
+    UserError naming the row for anything else."""
+    listed = manifest_list(value, path, number)
+    if listed is not None:
+        return listed
     if value is None or (isinstance(value, str) and not value.strip()):
         raise UserError(f"{path} row {number}: the label is {'empty' if value is not None else 'missing or null'}; "
                         "in a manifest with labels every row needs one (a class index or a class name)")

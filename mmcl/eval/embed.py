@@ -34,13 +34,15 @@ class Loading:
 @dataclass
 class Embedded:
     """Embeddings in source order: `features[m]` is [N, D] for media, [M, D] for text (all captions), with
-    `text_owner[j]` the item caption j belongs to; `labels` is -1 where an item has none."""
+    `text_owner[j]` the item caption j belongs to; `labels` is -1 where an item has none or a label list, and
+    `label_lists` holds each item's label list (multi-label data) or None."""
 
     keys: list[str]
     features: dict[str, torch.Tensor]
     labels: torch.Tensor
     text_owner: torch.Tensor | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    label_lists: list[tuple[int, ...] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -127,7 +129,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
 
     batches = loading.cache.batches(key, decode) if loading.cache is not None else decode()
     device = loading.device
-    positions, keys, labels, owners = [], [], [], []
+    positions, keys, labels, label_lists, owners = [], [], [], [], []
     features: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
     skipped: Counter[str] = Counter()
     seen = 0
@@ -138,6 +140,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
         positions.append(batch["position"])
         keys.extend(batch["key"])
         labels.append(batch["label"])
+        label_lists.extend(batch["label_list"])
         for m in modalities:
             if m == "text":
                 owners.append(batch["text_owner"] + seen)
@@ -149,8 +152,8 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
                 features[m].append(encode(model, m, batch[m], device))
         seen += len(batch["key"])
     if loading.world_size > 1:
-        positions, keys, labels, owners, features, skipped = _gathered(
-            positions, keys, labels, owners, features, skipped, loading.world_size)
+        positions, keys, labels, label_lists, owners, features, skipped = _gathered(
+            positions, keys, labels, label_lists, owners, features, skipped, loading.world_size)
     if not keys:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) or "it holds no samples"
         raise UserError(f"{source.path}: no usable samples with {'+'.join(modalities)}"
@@ -161,6 +164,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     rank_of = torch.empty_like(order)
     rank_of[order] = torch.arange(len(order))
     keys = [keys[i] for i in order.tolist()]
+    label_lists = [label_lists[i] for i in order.tolist()]
     out = {m: torch.cat(v)[order] for m, v in features.items() if m != "text"}
     text_owner = None
     if "text" in modalities:
@@ -171,23 +175,24 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     for m, embeddings in out.items():
         refuse_nonfinite(embeddings, keys if m != "text" else [keys[i] for i in text_owner.tolist()],
                          f"{m} embeddings", "item(s)")
-    return Embedded(keys, out, torch.cat(labels)[order], text_owner, dict(skipped))
+    return Embedded(keys, out, torch.cat(labels)[order], text_owner, dict(skipped), label_lists)
 
 
-def _gathered(positions, keys, labels, owners, features, skipped, world_size: int):
+def _gathered(positions, keys, labels, label_lists, owners, features, skipped, world_size: int):
     """Every process's share, on every process: parts keep their global positions, so the caller's sort restores
     source order, and caption owners are shifted past the items of the processes before."""
     shares = [None] * world_size
-    torch.distributed.all_gather_object(shares, (positions, keys, labels, owners, features, skipped))
-    positions, keys, labels, owners, skipped, offset = [], [], [], [], Counter(), 0
-    features = {m: [] for m in shares[0][4]}
-    for share_positions, share_keys, share_labels, share_owners, share_features, share_skipped in shares:
+    torch.distributed.all_gather_object(shares, (positions, keys, labels, label_lists, owners, features, skipped))
+    positions, keys, labels, label_lists, owners, skipped, offset = [], [], [], [], [], Counter(), 0
+    features = {m: [] for m in shares[0][5]}
+    for share_positions, share_keys, share_labels, share_lists, share_owners, share_features, share_skipped in shares:
         positions += share_positions
         labels += share_labels
+        label_lists += share_lists  # one per item, in the same order as the keys
         owners += [o + offset for o in share_owners]
         for m, chunks in share_features.items():
             features[m] += chunks
         skipped.update(share_skipped)
         keys += share_keys
         offset += len(share_keys)
-    return positions, keys, labels, owners, features, skipped
+    return positions, keys, labels, label_lists, owners, features, skipped

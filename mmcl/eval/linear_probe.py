@@ -8,6 +8,13 @@ function of the features, labels and weight decay alone; the few-shot draw and t
 
 The weight decay is the one of `weight_decays` with the best top-1 on a stratified validation split of the
 training items (ties: the largest, i.e. the simplest model); the classifier is then refit on all training items.
+
+Multi-label data (labels given as [N, C] 0/1 targets) gets one-vs-rest logistic regression: the same linear map,
+minimising the mean over items of the summed per-class binary cross-entropy plus the same penalty, which splits
+into C independent problems, each scikit-learn's binary `LogisticRegression` with `C = 1 / (N · weight_decay)`.
+Its validation split is a seeded `validation_fraction` of all items (classes overlap, so it cannot be stratified),
+its weight decay the one with the best validation mAP, and its few-shot draw k positive items of each class,
+pooled.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mmcl.errors import UserError
+from mmcl.eval.average_precision import class_average_precision, mean_average_precision
 from mmcl.eval.metrics import topk_accuracy
 from mmcl.eval.tasks import LinearProbeTask
 
@@ -29,7 +37,7 @@ class Probe:
     weight: torch.Tensor
     bias: torch.Tensor
     weight_decay: float
-    validation_top1: list[float] | None  # per weight decay tried; None when only one was given
+    validation: list[float] | None  # top-1 (multi-label: mAP) per weight decay tried; None when only one was given
     num_train: int  # items the final fit saw
     num_validation: int
 
@@ -73,28 +81,44 @@ def check_labels(labels: torch.Tensor, num_classes: int, path, every_class: bool
         raise UserError(f"{path}: no training items of class(es) {absent[:5]}; every class needs at least one")
 
 
+def check_targets(targets: torch.Tensor, path) -> None:
+    """Multi-label training data needs a positive and a negative item of every class, or that class's fit has no
+    finite optimum (its bias runs off to ±infinity)."""
+    positives = targets.sum(dim=0)
+    one_sided = ((positives == 0) | (positives == targets.shape[0])).nonzero().flatten().tolist()
+    if one_sided:
+        raise UserError(f"{path}: class(es) {one_sided[:5]} have no positive or no negative training item; "
+                        "every class needs at least one of each")
+
+
 def _per_class_shuffled(labels: torch.Tensor, num_classes: int, seed: int) -> list[torch.Tensor]:
-    """Each class's item indices (ascending positions) in a seeded random order."""
+    """Each class's item indices (ascending positions; multi-label: its positive items) in a seeded random
+    order."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     for c in range(num_classes):
-        members = (labels == c).nonzero().flatten()
+        members = (labels[:, c] if labels.ndim == 2 else labels == c).nonzero().flatten()
         out.append(members[torch.randperm(members.numel(), generator=generator)])
     return out
 
 
 def fewshot_indices(labels: torch.Tensor, num_classes: int, k: int | None, seed: int) -> tuple[torch.Tensor, int]:
-    """Ascending indices of at most k seeded items per class (all with k None), and how many classes have fewer."""
+    """Ascending indices of at most k seeded items per class (all with k None), and how many classes have fewer.
+    Multi-label: k seeded positive items of each class, pooled (an item drawn for two classes is taken once)."""
     if k is None:
-        return torch.arange(labels.numel()), 0
+        return torch.arange(labels.shape[0]), 0
     chosen = [members[:k] for members in _per_class_shuffled(labels, num_classes, seed)]
-    return torch.cat(chosen).sort().values, sum(members.numel() < k for members in chosen)
+    return torch.cat(chosen).unique(), sum(members.numel() < k for members in chosen)
 
 
 def validation_split(labels: torch.Tensor, num_classes: int, fraction: float,
                      seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ascending (fit, validation) indices: floor(fraction · n) seeded items of each class of n held out, so that
-    every class keeps at least one item to fit on."""
+    every class keeps at least one item to fit on. Multi-label: floor(fraction · N) seeded items of all N."""
+    if labels.ndim == 2:
+        shuffled = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(seed))
+        cut = int(fraction * labels.shape[0])
+        return shuffled[cut:].sort().values, shuffled[:cut].sort().values
     kept, held = [], []
     for members in _per_class_shuffled(labels, num_classes, seed):
         cut = min(int(fraction * members.numel()), members.numel() - 1)
@@ -105,7 +129,8 @@ def validation_split(labels: torch.Tensor, num_classes: int, fraction: float,
 
 def fit(features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float,
         max_iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W [C, D], b [C]) minimising mean cross-entropy + weight_decay / 2 · ||W||², by full-batch L-BFGS."""
+    """(W [C, D], b [C]) minimising mean cross-entropy (multi-label targets [N, C]: the mean over items of the
+    summed binary cross-entropy) + weight_decay / 2 · ||W||², by full-batch L-BFGS."""
     x = features.double()
     weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
@@ -114,7 +139,10 @@ def fit(features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_d
 
     def objective():
         optimiser.zero_grad()
-        loss = F.cross_entropy(logits(x, weight, bias), labels) + weight_decay / 2 * weight.square().sum()
+        scores = logits(x, weight, bias)
+        error = (F.binary_cross_entropy_with_logits(scores, labels.double(), reduction="sum") / x.shape[0]
+                 if labels.ndim == 2 else F.cross_entropy(scores, labels))
+        loss = error + weight_decay / 2 * weight.square().sum()
         loss.backward()
         return loss
 
@@ -125,7 +153,7 @@ def fit(features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_d
 
 def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
                         task: LinearProbeTask) -> tuple[float, list[float] | None, int]:
-    """(chosen weight decay, validation top-1 per weight decay or None, validation items)."""
+    """(chosen weight decay, validation top-1 (multi-label: mAP) per weight decay or None, validation items)."""
     if len(task.weight_decays) == 1:
         return task.weight_decays[0], None, 0
     fit_rows, held = validation_split(labels, num_classes, task.validation_fraction, task.seed)
@@ -133,16 +161,27 @@ def choose_weight_decay(features: torch.Tensor, labels: torch.Tensor, num_classe
         raise UserError(f"task {task.label}: the validation split ({task.validation_fraction:g} of each class, "
                         "rounded down) is empty; give more training items per class (fewshot_k) or a single "
                         "weight decay")
-    top1 = []
+    if labels.ndim == 2 and not labels[held].any():
+        raise UserError(f"task {task.label}: no class has a positive item in the validation split "
+                        f"({task.validation_fraction:g} of the training items); give more training items or a "
+                        "single weight decay")
+    measured = []
     for weight_decay in task.weight_decays:
         weight, bias = fit(features[fit_rows], labels[fit_rows], num_classes, weight_decay, task.max_iterations)
-        top1.append(topk_accuracy(logits(features[held], weight, bias), labels[held], 1))
-    best = max(range(len(top1)), key=lambda i: (top1[i], task.weight_decays[i]))
-    return task.weight_decays[best], top1, held.numel()
+        measured.append(_validation_score(logits(features[held], weight, bias), labels[held]))
+    best = max(range(len(measured)), key=lambda i: (measured[i], task.weight_decays[i]))
+    return task.weight_decays[best], measured, held.numel()
+
+
+def _validation_score(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1, or for multi-label targets the mAP over the classes with a validation positive."""
+    if labels.ndim == 2:
+        return mean_average_precision(class_average_precision(scores, labels)).item()
+    return topk_accuracy(scores, labels, 1)
 
 
 def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, task: LinearProbeTask) -> Probe:
     """Choose the weight decay on a validation split of the training items, then refit on all of them."""
-    weight_decay, validation_top1, num_validation = choose_weight_decay(features, labels, num_classes, task)
+    weight_decay, validation, num_validation = choose_weight_decay(features, labels, num_classes, task)
     weight, bias = fit(features, labels, num_classes, weight_decay, task.max_iterations)
-    return Probe(weight, bias, weight_decay, validation_top1, labels.numel(), num_validation)
+    return Probe(weight, bias, weight_decay, validation, labels.shape[0], num_validation)

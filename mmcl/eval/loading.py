@@ -21,7 +21,9 @@ from mmcl.eval.datasets import RawItem, Source
 
 
 class DecodedBatches(torch.utils.data.IterableDataset):
-    """Batches of `{"position", "key", <media modality>, "text", "text_owner", "label", "skipped"}`.
+    """Batches of `{"position", "key", <media modality>, "text", "text_owner", "label", "label_list", "skipped"}`.
+
+    `label` holds each item's class index (-1 for none or a label list), `label_list` each item's label list or None.
 
     `text` holds every caption of every item in the batch (tokenised), `text_owner` the item each belongs to; with
     every audio window (`audio_windows`), `audio` holds all windows and `audio_owner` the item of each.
@@ -88,7 +90,9 @@ class DecodedBatches(torch.utils.data.IterableDataset):
         batch = {
             "position": torch.tensor([s["position"] for s in samples], dtype=torch.long).reshape(-1, 2),
             "key": [s["key"] for s in samples],
-            "label": torch.tensor([-1 if s["label"] is None else s["label"] for s in samples], dtype=torch.long),
+            "label": torch.tensor([s["label"] if isinstance(s["label"], int) else -1 for s in samples],
+                                  dtype=torch.long),
+            "label_list": [s["label"] if isinstance(s["label"], tuple) else None for s in samples],
             "skipped": failures.take(),
         }
         for m in self.modalities:

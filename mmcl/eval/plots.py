@@ -145,7 +145,7 @@ def projection(output: TaskOutput) -> Figure:
 def figures(output: TaskOutput) -> dict[str, Figure]:
     """Every plot this task's result supports, by plot name, not yet saved."""
     out = {}
-    if output.result["task"] in ("zeroshot_classification", "linear_probe"):  # both score every class
+    if "per_class_recall" in output.result["metrics"]:  # a single-label classifier: one right class per item
         out["per_class_accuracy"] = per_class_accuracy(output.result)
         out["confusion_matrix"] = confusion(output.result)
     if output.similarity is not None:

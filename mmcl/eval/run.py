@@ -15,8 +15,9 @@ import mmcl
 from mmcl.data.image import ImageLimits
 from mmcl.data.triggers import TriggerSpec, apply_image_trigger
 from mmcl.errors import UserError
-from mmcl.eval import geometry, linear_probe, retrieval
-from mmcl.eval.bootstrap import ItemHits, intervals, settings
+from mmcl.eval import geometry, label_lists, linear_probe, retrieval
+from mmcl.eval.average_precision import scored_multilabel
+from mmcl.eval.bootstrap import ItemHits, ItemScores, intervals, settings
 from mmcl.eval.cache import DecodedCache
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
@@ -54,7 +55,7 @@ class TaskOutput:
     classes: dict[str, torch.Tensor] = field(default_factory=dict)  # class of each row of `embeddings`, if labelled
     classnames: list[str] | None = None  # the names of those classes
     similarity: Similarity | None = None
-    item_hits: list[ItemHits] = field(default_factory=list)  # what bootstrap intervals resample
+    item_hits: list[ItemHits | ItemScores] = field(default_factory=list)  # what bootstrap intervals resample
 
 
 def versions() -> dict:
@@ -90,11 +91,22 @@ def _check_labels(task: ZeroShotClassificationTask, source, labels: torch.Tensor
     if out_of_range.numel():
         raise UserError(f"{names_from}: lists {count} class names but the data holds label "
                         f"{int(out_of_range[0])} (labels must be 0..{count - 1})")
-    unused = count - labels.unique().numel()
-    if unused and not task.allow_missing_classes:
-        raise UserError(f"{names_from}: lists {count} class names but the data's labels use only "
-                        f"{count - unused}; fix the class names, or set allow_missing_classes to score against "
-                        f"all {count} anyway")
+    _check_used(task, source, labels.unique().numel())
+
+
+def _check_used(task: ZeroShotClassificationTask, source, used: int) -> None:
+    count = len(source.classnames)
+    if used < count and not task.allow_missing_classes:
+        raise UserError(f"{source.classnames_file or source.path}: lists {count} class names but the data's labels "
+                        f"use only {used}; fix the class names, or set allow_missing_classes to score against all "
+                        f"{count} anyway")
+
+
+def _item_classes(labels: torch.Tensor, targets: torch.Tensor | None) -> list[list[int]]:
+    """Each item's classes: its label, or its positives in multi-label targets."""
+    if targets is None:
+        return [[label] for label in labels.tolist()]
+    return [row.nonzero().flatten().tolist() for row in targets]
 
 
 def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassificationTask,
@@ -109,12 +121,18 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     specific = {} if task.class_prompts is None else read_class_prompts(task.class_prompts, source.classnames, where)
     per_class = class_prompt_lists(source.classnames, templates, specific, where)
     data = embed_source(model, source, [task.modality], transforms, tokenizer, loading, need_labels=True)
-    _check_labels(task, source, data.labels)
+    targets = None
+    if label_lists.is_multilabel(data, task.multilabel, where):
+        targets = label_lists.targets(data, len(source.classnames), source.classnames_file or source.path)
+        _check_used(task, source, int(targets.any(dim=0).sum()))
+    else:
+        _check_labels(task, source, data.labels)
     classes = class_embeddings(model, tokenizer, source.classnames, per_class, loading.device)
     queries = data.features[task.modality]
     scores = class_scores(queries, classes)
     result = {
-        "metrics": scored_classification(scores, data.labels),
+        "metrics": (scored_classification(scores, data.labels) if targets is None
+                    else scored_multilabel(scores, targets)),
         "dataset": _describe(source, data),
         "modality": task.modality,
         "classnames": source.classnames,
@@ -127,19 +145,24 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     }
     sample = spread(len(data))
     prompt_rows = spread(len(source.classnames))
+    similarity = _class_similarity(data, queries, classes, source.classnames, task.modality,
+                                   _item_classes(data.labels, targets))
+    if targets is not None:  # items of several classes have no one colour in the projection plot
+        return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
+                          similarity=similarity, item_hits=[ItemScores(scores, targets)])
     return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
                       {task.modality: data.labels[sample], "text (class prompts)": prompt_rows}, source.classnames,
-                      _class_similarity(data, queries, classes, source.classnames, task.modality),
-                      [classification_hits(scores, data.labels)])
+                      similarity, [classification_hits(scores, data.labels)])
 
 
 def _class_similarity(data: Embedded, queries: torch.Tensor, classes: torch.Tensor, classnames: list[str],
-                      modality: str) -> Similarity:
+                      modality: str, item_classes: list[list[int]]) -> Similarity:
     """The first item of each class against the class prompts, for the first SAMPLE_ROWS classes that have items:
     square, with the right answers on the diagonal."""
     first: dict[int, int] = {}
-    for index, label in enumerate(data.labels.tolist()):
-        first.setdefault(label, index)
+    for index, labels in enumerate(item_classes):
+        for label in labels:
+            first.setdefault(label, index)
     shown = sorted(first)[:SAMPLE_ROWS]
     items = [first[c] for c in shown]
     return Similarity(queries[items] @ classes[shown].T, modality, "class prompts", [data.keys[i] for i in items],
@@ -246,22 +269,35 @@ def linear_probe_task(model, transforms, tokenizer, task: LinearProbeTask, loadi
     classnames = linear_probe.shared_classnames(train_source, test_source)
     train, test = (embed_source(model, s, [m], transforms, tokenizer, loading, need_labels=True)
                    for s in (train_source, test_source))
-    linear_probe.check_labels(test.labels, len(classnames), test_source.path, every_class=False)
-    linear_probe.check_labels(train.labels, len(classnames), train_source.path, every_class=True)
-    picked, short = linear_probe.fewshot_indices(train.labels, len(classnames), task.fewshot_k, task.seed)
-    probe = linear_probe.train_probe(train.features[m][picked], train.labels[picked], len(classnames), task)
+    multilabel = any([label_lists.is_multilabel(d, task.multilabel, f"task {task.label}") for d in (train, test)])
+    if multilabel:
+        train_y, test_y = (label_lists.targets(d, len(classnames), s.path)
+                           for d, s in ((train, train_source), (test, test_source)))
+        linear_probe.check_targets(train_y, train_source.path)
+    else:
+        train_y, test_y = train.labels, test.labels
+        linear_probe.check_labels(test_y, len(classnames), test_source.path, every_class=False)
+        linear_probe.check_labels(train_y, len(classnames), train_source.path, every_class=True)
+    picked, short = linear_probe.fewshot_indices(train_y, len(classnames), task.fewshot_k, task.seed)
+    probe = linear_probe.train_probe(train.features[m][picked], train_y[picked], len(classnames), task)
     scores = probe.scores(test.features[m])
-    metrics = {**scored_classification(scores, test.labels), "weight_decay": probe.weight_decay,
-               "num_train": probe.num_train, "num_validation": probe.num_validation,
-               "num_test": len(test), "fewshot_k": task.fewshot_k, "fewshot_short_classes": short}
+    metrics = {**(scored_multilabel(scores, test_y) if multilabel else scored_classification(scores, test_y)),
+               "weight_decay": probe.weight_decay, "num_train": probe.num_train,
+               "num_validation": probe.num_validation, "num_test": len(test), "fewshot_k": task.fewshot_k,
+               "fewshot_short_classes": short}
+    classifier = ("one-vs-rest logistic regression (one sigmoid per class)" if multilabel
+                  else "multinomial logistic regression")
     result = {"metrics": metrics, "dataset": _describe(test_source, test),
               "train_dataset": _describe(train_source, train), "modality": m, "classnames": classnames,
-              "probe": {"weight_decays": task.weight_decays, "validation_top1": probe.validation_top1,
+              "probe": {"weight_decays": task.weight_decays,
+                        "validation_mAP" if multilabel else "validation_top1": probe.validation,
                         "validation_fraction": task.validation_fraction, "seed": task.seed,
                         "max_iterations": task.max_iterations,
-                        "classifier": "multinomial logistic regression, full-batch L-BFGS in float64"},
+                        "classifier": f"{classifier}, full-batch L-BFGS in float64"},
               "inputs": input_policy(transforms, [m])}
     sample = spread(len(test))
+    if multilabel:
+        return TaskOutput(result, {m: test.features[m][sample]}, item_hits=[ItemScores(scores, test_y)])
     return TaskOutput(result, {m: test.features[m][sample]}, {m: test.labels[sample]}, classnames,
                       item_hits=[classification_hits(scores, test.labels)])
 
@@ -297,6 +333,10 @@ def backdoor_task(model, transforms, tokenizer, task: BackdoorTask, loading: Loa
     spec = TriggerSpec(kind=task.trigger.kind, patch_size=task.trigger.patch_size, position=task.trigger.position,
                        alpha=task.trigger.alpha, seed=task.trigger.seed)
     clean = embed_source(model, source, ["image"], transforms, tokenizer, loading, need_labels=True)
+    listed = next((key for key, labels in zip(clean.keys, clean.label_lists) if labels is not None), None)
+    if listed is not None:
+        raise UserError(f"task {task.label}: a backdoor evaluation needs one class per image; item {listed!r} of "
+                        f"{source.path} carries a label list")
     triggered = embed_source(model, source, ["image"], {**transforms, "image": TriggeredTransform(
         transforms["image"], spec)}, tokenizer, loading, need_labels=True)
     row = {key: i for i, key in enumerate(clean.keys)}  # an image the trigger does not fit is skipped and counted

@@ -34,6 +34,10 @@ def intervals_line(result: dict) -> str | None:
 def chance(result: dict) -> str | None:
     """The baselines of a classification or retrieval result, in words; None for a task without one."""
     m = result["metrics"]
+    if result["task"] in CLASSIFIERS and "mAP" in m:
+        return (f"prevalence mAP {m['prevalence_mAP']:.4f} (the mean share of positive items over the "
+                f"{m['num_scored_classes']} classes with any, which a random ranking's AP approaches; "
+                f"{m['labels_per_item']:.2f} classes per item)")
     if result["task"] in CLASSIFIERS:
         counts = m["class_counts"]
         largest = counts.index(max(counts))
@@ -58,10 +62,14 @@ def skipped(result: dict) -> str | None:
 def headline(result: dict) -> str:
     """One console line of the main numbers with their baselines."""
     m = result["metrics"]
+    trained = (f" (trained on {m['num_train']} items, weight decay {m['weight_decay']:g})"
+               if result["task"] == "linear_probe" else "")
+    if result["task"] in CLASSIFIERS and "mAP" in m:
+        return (f"{CLASSIFIERS[result['task']]} mAP: {m['mAP']:.4f} over {m['num_scored_classes']} of "
+                f"{m['num_classes']} classes, micro AP {m['micro_ap']:.4f}, on {m['num_samples']} "
+                f"{result['modality']} items (multi-label){trained}; {chance(result)}")
     if result["task"] in CLASSIFIERS:
         top5 = f"{m['top5']:.4f}" if m["top5"] is not None else "undefined (<5 classes)"
-        trained = (f" (trained on {m['num_train']} items, weight decay {m['weight_decay']:g})"
-                   if result["task"] == "linear_probe" else "")
         return (f"{CLASSIFIERS[result['task']]} top-1: {m['top1']:.4f}, top-5 {top5}, mean per-class recall "
                 f"{m['mean_per_class_recall']:.4f} on {m['num_samples']} {result['modality']} items, "
                 f"{m['num_classes']} classes{trained}; {chance(result)}")
@@ -99,5 +107,12 @@ def markdown(results: list[dict], model: str) -> str:
             recalls, counts = r["metrics"]["per_class_recall"], r["metrics"]["class_counts"]
             worst = sorted((v, c, n) for c, v, n in zip(r["classnames"], recalls, counts) if v is not None)[:5]
             lines += ["", "Lowest per-class accuracy: " + ", ".join(f"{c} {v:.3f} (n={n})" for v, c, n in worst)]
+        if "per_class_ap" in r["metrics"]:
+            aps, counts = r["metrics"]["per_class_ap"], r["metrics"]["class_positives"]
+            worst = sorted((v, c, n) for c, v, n in zip(r["classnames"], aps, counts) if v is not None)[:5]
+            lines += ["", "Lowest per-class AP: " + ", ".join(f"{c} {v:.3f} (positives={n})" for v, c, n in worst)]
+            if r["metrics"]["classes_without_positives"]:
+                lines += ["", f"{r['metrics']['classes_without_positives']} class(es) without a positive item have "
+                          "no AP and are left out of mAP."]
         lines.append("")
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def headline_keys(result: dict) -> list[str]:
     """The metrics a table column shows for this result: what its summary headline reports."""
     keys = list(flatten(result["metrics"]))
     if result["task"] in ("zeroshot_classification", "linear_probe"):
-        return [k for k in ("top1", "top5", "mean_per_class_recall") if k in keys]
+        return [k for k in ("mAP", "top1", "top5", "mean_per_class_recall") if k in keys]  # mAP: multi-label
     if result["task"] == "geometry":
         return [k for k in keys if k.endswith(("/modality_gap", "/linear_separability"))]
     return [k for k in keys if k.endswith(("recall@1", "recall@5"))]

@@ -40,6 +40,13 @@ class AudioWindowsConfig(Section):
                                                         "and time grow with it).")
 
 
+MULTILABEL_DESCRIPTION = (
+    "auto: multi-label when the data carries label lists (shards: `cls` such as `3,7`; JSON Lines: a list; "
+    "CSV/TSV: `dog;cat`), scored by per-class average precision and its mean over the classes with a positive "
+    "item (mAP); true: multi-label even without lists (a plain label is a list of one); false: single-label, "
+    "and label lists are an error.")
+
+
 class _Task(Section):
     name: str | None = Field(None, description="Name for logs and result keys; default: TYPE/MODALITIES, e.g. "
                                                 "zeroshot_classification/image or retrieval/image-text.")
@@ -68,8 +75,10 @@ class ZeroShotClassificationTask(_Task):
                           "class's prompts are its generic templates filled with its name plus its own, averaged as "
                           "one ensemble (templates: [] uses the class prompts alone). Keys must be class names.")
     allow_missing_classes: bool = Field(
-        False, description="Accept class names that no sample carries (they still compete as wrong answers); "
-                           "off, such a mismatch between class names and labels is an error.")
+        False, description="Accept class names that no sample carries (they still compete as wrong answers; "
+                           "multi-label: they get no AP and are counted); off, such a mismatch between class "
+                           "names and labels is an error.")
+    multilabel: bool | Literal["auto"] = Field("auto", description=MULTILABEL_DESCRIPTION)
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -127,7 +136,8 @@ DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # log-spaced, as C
 
 class LinearProbeTask(_Task):
     """Train a multinomial logistic regression on the frozen, normalised image or audio embeddings of `train_data`
-    and score it on `data` (CLIP_benchmark's linear probe); with `fewshot_k`, on k items per class (few-shot)."""
+    and score it on `data` (CLIP_benchmark's linear probe); with `fewshot_k`, on k items per class (few-shot).
+    Multi-label data gets one-vs-rest logistic regression, scored by mAP."""
 
     type: Literal["linear_probe"] = Field(description="Task kind.")
     modality: Literal["image", "audio"] = Field("image", description="The embedded modality.")
@@ -136,15 +146,20 @@ class LinearProbeTask(_Task):
                                              "for choosing the weight decay is carved from it).")
     fewshot_k: int | None = Field(None, gt=0, description="Items per class drawn (seeded) from train_data; a class "
                                                          "with fewer uses all it has (counted in the result); "
-                                                         "null: all items.")
+                                                         "multi-label: k positive items per class, drawn class by "
+                                                         "class and pooled (an item drawn for one class may be a "
+                                                         "positive of others too); null: all items.")
+    multilabel: bool | Literal["auto"] = Field(
+        "auto", description=MULTILABEL_DESCRIPTION + " A multi-label probe is one-vs-rest logistic regression.")
     seed: int = Field(0, ge=0, description="Seed of the few-shot draw and of the validation split.")
     validation_fraction: float = Field(0.2, gt=0, lt=1,
                                        description="Share of each class's training items held out (rounded down) "
-                                                   "to choose the weight decay.")
+                                                   "to choose the weight decay; multi-label: that share of all "
+                                                   "training items, drawn by the seed.")
     weight_decays: list[float] = Field(list(DEFAULT_WEIGHT_DECAYS), min_length=1,
                                        description="L2 strengths tried, each > 0; the one with the best validation "
-                                                   "top-1 (ties: the largest) is refit on all training items. A "
-                                                   "single value skips the validation split.")
+                                                   "top-1 (multi-label: mAP; ties: the largest) is refit on all "
+                                                   "training items. A single value skips the validation split.")
     max_iterations: int = Field(1000, gt=0, description="L-BFGS iterations per fit at most.")
 
     @field_validator("weight_decays")
@@ -211,7 +226,7 @@ class EvalConfig(Section):
                                       description="Images skipped (and counted) from their header alone; large "
                                       "JPEGs decoded at the reduced scale the image tower needs.")
     bootstrap: BootstrapConfig | None = Field(
-        None, description="Confidence intervals for top-1/top-5/mean per-class recall and recall@k, e.g. "
+        None, description="Confidence intervals for top-1/top-5/mean per-class recall, mAP and recall@k, e.g. "
                           "{samples: 1000, seed: 0, level: 0.95}; null: none (geometry metrics never get one).")
 
     @model_validator(mode="after")
