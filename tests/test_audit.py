@@ -202,3 +202,33 @@ def test_non_finite_embeddings_are_refused_naming_the_sample(poisoned_shards):
     with pytest.raises(UserError, match=r"image embeddings of 41 item\(s\) are not finite.*shard-000000.tar/"):
         embed_pairs(Broken(), {"image": lambda image: torch.zeros(3)}, lambda texts: torch.zeros(len(texts), 2),
                     AuditedShards(poisoned_shards), "image", Loading())
+
+
+
+def _process(rank: int, port: int, argv: list[str]) -> None:
+    # What torchrun sets.
+    import os
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert mmcl(argv) == 0
+
+
+def test_two_processes_score_as_one(poisoned_shards, tmp_path):
+    """With two processes (as torchrun starts them) each embeds its share of the shards and the main process scores
+    all of them: the same Parquet file as one process writes."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    flags = ["audit", "tiny", "--data", str(poisoned_shards), "--k", "5", "--report", str(tmp_path / "r")]
+    assert mmcl([*flags, "--output", str(tmp_path / "alone.parquet")]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Forked from this process, which has imported everything already: seconds instead of a fresh start each.
+    mp.start_processes(_process, args=(port, [*flags, "--output", str(tmp_path / "shared.parquet")]), nprocs=2,
+                       start_method="fork")
+    assert (pyarrow.parquet.read_table(tmp_path / "shared.parquet").to_pydict()
+            == pyarrow.parquet.read_table(tmp_path / "alone.parquet").to_pydict())
