@@ -129,12 +129,13 @@ def tones(tmp_path_factory):
                                              for c, label in zip(clips, JSONL_LABELS)))
     (root / "tags.csv").write_text("audio,label\n" + "".join(f"{c},{label}\n" for c, label in zip(clips, CSV_LABELS)))
     (root.parent / "shards").mkdir()
-    with tarfile.open(root.parent / "shards" / "tags-000000.tar", "w") as tar:
-        for i, (clip, entry) in enumerate(zip(clips, CLS_ENTRIES)):
-            for ext, data in (("wav", (root / clip).read_bytes()), ("cls", entry.encode())):
-                info = tarfile.TarInfo(f"item{i:02d}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+    for part in range(2):  # two parts, so that two processes share them
+        with tarfile.open(root.parent / "shards" / f"tags-{part:06d}.tar", "w") as tar:
+            for i in range(3 * part, 3 * part + 3):
+                for ext, data in (("wav", (root / clips[i]).read_bytes()), ("cls", CLS_ENTRIES[i].encode())):
+                    info = tarfile.TarInfo(f"item{i:02d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
     (root.parent / "shards" / "classnames.txt").write_text("\n".join(CLASSES) + "\n")
     return root
 
@@ -159,6 +160,33 @@ def test_zero_shot_on_label_lists_from_jsonl_csv_and_shards(tones):
                                           abs=1e-12)
     assert (m["num_samples"], m["items_without_labels"], m["class_positives"]) == (6, 1, [3, 2, 2])
     assert m["labels_per_item"] == pytest.approx(7 / 6) and m["prevalence_mAP"] == pytest.approx(7 / 18)
+
+
+def test_label_lists_gathered_from_two_processes_keep_their_items(tones, monkeypatch):
+    # Each process embeds one shard and all gather: the gathering is stood in for by handing over the shares
+    # captured from a first pass of each rank, the later rank's first, so that only the sort by each item's
+    # position puts the label lists back beside their items.
+    task = audio_task(tones.parent / "shards")
+    shares = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(rank):
+        def gather(out, share):
+            shares[rank] = share
+            raise Captured
+        return gather
+
+    for rank in range(2):
+        monkeypatch.setattr(torch.distributed, "all_gather_object", capture(rank))
+        with pytest.raises(Captured):
+            evaluate_task(*tone_model(), task, rank=rank, world_size=2)
+    assert [len(shares[rank][1]) for rank in range(2)] == [3, 3]  # keys: three items each
+    monkeypatch.setattr(torch.distributed, "all_gather_object", lambda out, share: out.__setitem__(
+        slice(None), [shares[1], shares[0]]))
+    shared = evaluate_task(*tone_model(), task, rank=1, world_size=2).result
+    assert shared["metrics"] == evaluate_task(*tone_model(), task).result["metrics"]
 
 
 def test_multilabel_true_scores_single_label_data_by_map_and_false_refuses_lists(tones):
@@ -209,6 +237,14 @@ def test_bad_csv_label_lists_name_the_row(tones, label, message):
     manifest.write_text(f"audio,label\nhigh/high_0.wav,high\nlow/low_0.wav,{label}\n")
     with pytest.raises(UserError, match=f"{manifest} row 2: {message}"):
         open_source(manifest, classnames_file=tones.parent / "shards" / "classnames.txt")
+
+
+def test_a_wrong_separator_is_an_error_even_without_class_names(tones):
+    manifest = tones / "commas.csv"
+    manifest.write_text('audio,label\nhigh/high_0.wav,high;low\nlow/low_0.wav,"low,middle"\n')
+    with pytest.raises(UserError, match=f"{manifest} row 2: label 'low,middle' looks like a label list with the "
+                                        "wrong separator"):
+        open_source(manifest)
 
 
 def test_a_class_index_outside_the_class_names_names_the_item(tones):

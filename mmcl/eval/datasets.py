@@ -170,6 +170,8 @@ def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
               for number, row in enumerate(rows, start=1)]
     classnames = read_lines(classnames_file) if classnames_file else None
     named = sorted({entry for label in labels for entry in _entries(label) if isinstance(entry, str)})
+    if named and classnames is None and any(isinstance(label, tuple) for label in labels):
+        _check_separators(path, labels)
     if named and classnames is None:
         classnames = named  # label text given in the manifest itself: classes in sorted order
     for number, label in enumerate(labels, start=1):
@@ -181,6 +183,16 @@ def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
     items = [_manifest_item(path, number, row, _resolved(label, classnames))
              for number, (row, label) in enumerate(zip(rows, labels), start=1)]
     return ListSource(path, "manifest", items, classnames, classnames_file)
+
+
+def _check_separators(path: Path, labels: list) -> None:
+    """In multi-label data whose classes are its own label texts, a text holding another list separator is most
+    likely a list written wrongly, which would otherwise become a class of its own."""
+    for number, label in enumerate(labels, start=1):
+        odd = next((e for e in _entries(label) if isinstance(e, str) and any(mark in e for mark in ",|")), None)
+        if odd is not None:
+            raise UserError(f"{path} row {number}: label {odd!r} looks like a label list with the wrong separator "
+                            f"({LIST_HINT}); if it is one class's name, give the class names file")
 
 
 def _entries(label) -> tuple:
