@@ -24,6 +24,7 @@ from mmcl.eval.bootstrap import ItemScores, intervals, resample_indices
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Loading, embed_source
 from mmcl.eval.label_lists import parse_cls, targets
+from mmcl.eval.plots import DPI, per_class_average_precision
 from mmcl.eval.linear_probe import fewshot_indices, fit, train_probe
 from mmcl.eval.summary import headline
 from mmcl.eval.table import headline_keys
@@ -31,6 +32,7 @@ from mmcl.eval.tasks import BootstrapConfig
 from mmcl.eval.zeroshot import class_embeddings, class_scores
 from pipelines.cli import main as mmcl
 from tests.test_eval_audio import PITCHES, audio_task, one_thread, tone_model, write_tones  # noqa: F401 (a fixture)
+from tests.test_eval_plots import check_fits, tick_texts
 
 CLASSES = sorted(PITCHES)  # ["high", "low", "middle"]: class names given in a manifest are taken in sorted order
 # Label lists of the clips CLASS_0, CLASS_1 of each class, in class order; the tone model hears only the clip's
@@ -214,6 +216,23 @@ def test_through_mmcl_eval_with_interval_summary_and_table(tones, tmp_path, caps
     assert f"| mAP | {m['mAP']:.4f} [{low:.4f}, {high:.4f}] |" in summary
     assert "Prevalence mAP 0.3889" in summary and "Lowest per-class AP: " in summary
     assert headline_keys(result) == ["mAP"]
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == [
+        "tags-per_class_ap.png", "tags-projection.png", "tags-similarity.png"]  # no top-1 plots: no one right class
+
+
+def test_per_class_ap_plot_fits_long_names_and_shows_map_with_its_interval(tmp_path):
+    scores, truth = random_case(4, rounding=None, items=90, classes=30)
+    names = [f"class {c} with a rather long descriptive name for a plot axis" for c in range(30)]
+    result = {"name": "tags/" + "x" * 60, "modality": "audio", "classnames": names,
+              "metrics": scored_multilabel(scores, truth), "bootstrap": {"level": 0.95},
+              "intervals": {"mAP": [0.3, 0.4]}}
+    fig = per_class_average_precision(result)
+    fig.savefig(tmp_path / "ap.png", dpi=DPI, bbox_inches=fig.bbox_inches)
+    texts = check_fits(fig, tmp_path / "ap.png")
+    assert fig.get_suptitle() in texts and "29 of 30 classes with positives" in fig.get_suptitle().replace("\n", " ")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[1] == f"mAP {result['metrics']['mAP']:.3f}\n95% interval [0.300, 0.400]" and legend[1] in texts
+    assert tick_texts(fig.axes[0].xaxis)[-1].endswith("(0)")  # the class without positives, its count shown
 
 
 def test_unknown_class_name_in_a_list_names_the_row(tones):

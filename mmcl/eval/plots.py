@@ -1,6 +1,7 @@
 """PNG plots of a task's result: per-class accuracy (with the top-1 over all items and its bootstrap interval when
-the result has one; no other plot shows a metric that has an interval), confusion matrix, a sample similarity
-matrix and a 2-D projection of the embeddings coloured by class (or by modality when the items have no classes).
+the result has one), or for multi-label data per-class average precision (with mAP and its interval; no other plot
+shows a metric that has an interval), confusion matrix, a sample similarity matrix and a 2-D projection of the
+embeddings coloured by class (or by modality when the items have no classes).
 
 `figures` builds them as Figure objects (so their layout can be checked before anything is written) and
 `write_plots` saves them. Figures are drawn on matplotlib's file-only Agg canvas, so no display is needed, and
@@ -84,6 +85,33 @@ def per_class_accuracy(result: dict) -> Figure:
     return fig
 
 
+def per_class_average_precision(result: dict) -> Figure:
+    """Multi-label: AP per class, each class named with its positive items (a class without any has no bar), against
+    the prevalence mAP a random ranking approaches; mAP as a line, in a band spanning its bootstrap interval if any."""
+    names, metrics = result["classnames"], result["metrics"]
+    aps, positives = metrics["per_class_ap"], metrics["class_positives"]
+    fig, ax = _figure(max(7.0, 0.3 * len(names) + 3), 5, f"{result['name']}: per-class average precision "
+                      f"({metrics['num_samples']} {result['modality']} items, {metrics['num_scored_classes']} of "
+                      f"{len(names)} classes with positives)")
+    ax.bar(range(len(names)), [a if a is not None else 0 for a in aps], color="tab:blue")
+    ax.axhline(metrics["prevalence_mAP"], color="grey", linestyle="--",
+               label=f"prevalence mAP {metrics['prevalence_mAP']:.3f}\n(random ranking)")
+    interval = result.get("intervals", {}).get("mAP")
+    label = f"mAP {metrics['mAP']:.3f}" + (f"\n{100 * result['bootstrap']['level']:g}% interval "
+                                          f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+    ax.axhline(metrics["mAP"], color="tab:green", label=label)
+    if interval:
+        ax.axhspan(*interval, color="tab:green", alpha=0.2)
+    ax.set_xticks(range(len(names)), [f"{_short(n)} ({c})" for n, c in zip(names, positives)], rotation=90,
+                  fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("class (positive items)")
+    ax.set_ylabel("average precision")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return fig
+
+
 def confusion(result: dict) -> Figure:
     matrix = torch.tensor(result["metrics"]["confusion_matrix"], dtype=torch.float64)
     rates = matrix / matrix.sum(dim=1, keepdim=True).clamp_min(1)
@@ -148,6 +176,8 @@ def figures(output: TaskOutput) -> dict[str, Figure]:
     if "per_class_recall" in output.result["metrics"]:  # a single-label classifier: one right class per item
         out["per_class_accuracy"] = per_class_accuracy(output.result)
         out["confusion_matrix"] = confusion(output.result)
+    if "per_class_ap" in output.result["metrics"]:
+        out["per_class_ap"] = per_class_average_precision(output.result)
     if output.similarity is not None:
         out["similarity"] = similarity(output)
     if len(output.embeddings) >= 2:
