@@ -4,15 +4,11 @@ one-process results: metrics, skip counts and caption ownership alike."""
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import socket
 import subprocess
 import sys
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import webdataset as wds
 
 from data_tools import demo_shapes
@@ -20,6 +16,7 @@ from mmcl.eval import run_tasks
 from mmcl.eval import EvalConfig
 from mmcl.models import create_model, save_model
 from pipelines.cli import main as mmcl
+from tests.forked import run_forked
 from tests.train_fixtures import shape_shards
 
 WORLD = 2
@@ -44,11 +41,7 @@ def evaluate(shards, folders, rank: int = 0, world_size: int = 1) -> dict:
     return results
 
 
-def _worker(rank, port, shards, folders, result_path):
-    # Loader workers fork, as they do under torchrun: a child of mp.spawn inherits the 'spawn' start method, and each
-    # loader worker would then import torch afresh (9 s per task here instead of 0.3).
-    multiprocessing.set_start_method("fork", force=True)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, shards, folders, result_path):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
@@ -65,10 +58,7 @@ def test_two_processes_give_the_one_process_results(tmp_path):
         writer.write({"__key__": "broken", "jpg": b"not a jpeg", "txt": "a photo of nothing"})
     # 264 items: two parts of a file list, so each process has one.
     folders = demo_shapes.write_class_folders(tmp_path / "folders", per_class=22, seed=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(shards), str(folders), str(tmp_path / "results")), nprocs=WORLD, join=True)
+    run_forked(_worker, (str(shards), str(folders), str(tmp_path / "results")), WORLD)
     shared = [json.loads((tmp_path / f"results.{rank}").read_text()) for rank in range(WORLD)]
     alone = json.loads(json.dumps(evaluate(shards, folders)))
     assert shared[0] == alone and shared[1] == alone

@@ -6,15 +6,13 @@ rows; the mean over ranks of the gradient on the scalars (logit scale, bias) equ
 rank, mmcl's clip equals open_clip's ClipLoss(local_loss=True, gather_with_grad=True) in value and gradients.
 """
 
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from open_clip.loss import ClipLoss as OpenClipLoss
 
+from tests.forked import run_forked
 from tests.losses_helpers import random_outputs, total, value_and_grads
 from tests.losses_helpers import one_thread  # noqa: F401  (fixture, used through pytestmark)
 from mmcl.losses import create_loss
@@ -70,8 +68,7 @@ def _place(grad, rank):
     return full
 
 
-def _worker(rank, port, result_path):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, result_path):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
@@ -99,16 +96,10 @@ def _worker(rank, port, result_path):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     path = tmp_path_factory.mktemp("dist") / "results.pt"
-    mp.spawn(_worker, args=(_free_port(), str(path)), nprocs=WORLD, join=True)
+    run_forked(_worker, (str(path),), WORLD)
     return torch.load(path)
 
 

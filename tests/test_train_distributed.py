@@ -12,19 +12,18 @@ outside the tolerance, so the tolerance is shown to tell a right gradient from a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from contextlib import nullcontext
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from mmcl.losses import distributed
 from mmcl.losses.objective import LossTermConfig, Objective
 from mmcl.models import create_model
 from mmcl.training.accumulation import forward_backward
+from tests.forked import run_forked
 from tests.train_fixtures import overrides, shape_shards
 
 WORLD = 2
@@ -72,9 +71,7 @@ def _misscaled_backward(ctx, grad):
     return grad[ctx.rows] / distributed.world()[1]
 
 
-def _worker(rank: int, port: int, folder: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1")
+def _worker(rank: int, folder: str) -> None:
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=True)  # as the trainer builds it on CPU: DDP over gloo
@@ -105,12 +102,6 @@ def _worker(rank: int, port: int, folder: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def max_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k] - b[k]).abs().max().item() for k in a)
@@ -119,7 +110,7 @@ def max_difference(a: dict, b: dict) -> float:
 @pytest.fixture(scope="module")
 def two_process_weights(tmp_path_factory):
     folder = tmp_path_factory.mktemp("two_processes")
-    mp.spawn(_worker, args=(_free_port(), str(folder)), nprocs=WORLD, join=True)
+    run_forked(_worker, (str(folder),), WORLD)
     return [torch.load(folder / f"rank{rank}.pt") for rank in range(WORLD)]
 
 

@@ -22,6 +22,7 @@ from data_tools import demo_shapes
 from mmcl.errors import UserError
 from mmcl.models import ModelConfig, create_model
 from mmcl.training.fsdp import FsdpConfig, build_plugin, check_enabled, repeated_block_classes
+from tests.forked import train_forked
 from tests.test_train_periodic_eval import eval_overrides
 from tests.train_fixtures import overrides, shape_shards
 
@@ -52,27 +53,25 @@ def test_unknown_wrap_class_names_the_model_blocks():
         build_plugin(FsdpConfig(wrap=["BertLayer"]), model)
 
 
-def run(module: str, processes: int, shards, out, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", module, "configs/demo.yaml",
-               *overrides(shards, out, **{"train.steps": STEPS, "train.accum_steps": 2, "train.checkpoint_every": 3,
-                                          "data.batch_size": 4}), *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+def run(shards, out, *extra: str, fsdp_on_cpu: bool = False) -> None:
+    """Two processes, forked from this one (as torchrun would start them, without each importing afresh)."""
+    train_forked(["configs/demo.yaml", *overrides(shards, out, **{
+        "train.steps": STEPS, "train.accum_steps": 2, "train.checkpoint_every": 3, "data.batch_size": 4}), *extra],
+                 fsdp_on_cpu=fsdp_on_cpu)
 
 
 def final_weights(out) -> dict[str, torch.Tensor]:
     return load_file(out / "checkpoints" / f"step-{STEPS:08d}" / "model" / "model.safetensors")
 
 
-def test_two_process_fsdp_matches_ddp_and_resumes_exactly(tmp_path):
+def test_two_process_fsdp_matches_ddp_and_resumes_exactly(tmp_path, capfd):
     shards = shape_shards(tmp_path / "shards", num_shards=4, per_shard=24)
     eval_dir = demo_shapes.write_class_folders(tmp_path / "eval", per_class=1, seed=3)
     with_eval = eval_overrides(eval_dir, **{"eval.every": 3, "eval.num_workers": 0})
-    ddp = run("pipelines.pretrain", 2, shards, tmp_path / "ddp", *with_eval)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    sharded = run("tests.fsdp_cpu_run", 2, shards, tmp_path / "fsdp", "train.fsdp={}", *with_eval)
-    assert sharded.returncode == 0, sharded.stderr[-3000:]
-    assert "FSDP shard units: ResidualAttentionBlock" in sharded.stderr
+    run(shards, tmp_path / "ddp", *with_eval)
+    capfd.readouterr()
+    run(shards, tmp_path / "fsdp", "train.fsdp={}", *with_eval, fsdp_on_cpu=True)
+    assert "FSDP shard units: ResidualAttentionBlock" in capfd.readouterr().err
 
     # Sharding changes where parameters live, not the arithmetic: the same losses, evaluations and weights.
     records = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
@@ -90,9 +89,7 @@ def test_two_process_fsdp_matches_ddp_and_resumes_exactly(tmp_path):
 
     # Resume the sharded run from its step-3 checkpoint: the same final weights as the uninterrupted run.
     shutil.rmtree(tmp_path / "fsdp" / "checkpoints" / f"step-{STEPS:08d}")
-    resumed = run("tests.fsdp_cpu_run", 2, shards, tmp_path / "fsdp", "train.fsdp={}", "train.resume=latest",
-                  *with_eval)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run(shards, tmp_path / "fsdp", "train.fsdp={}", "train.resume=latest", *with_eval, fsdp_on_cpu=True)
     resumed_weights = final_weights(tmp_path / "fsdp")
     assert all(torch.equal(resumed_weights[k], fsdp_weights[k]) for k in fsdp_weights)
 

@@ -2,7 +2,8 @@
 
 One setting combines every feature that keeps state across a resume. A single plain process resuming exactly is
 covered by tests/test_train_compile.py (eager and compiled) and the data stream's positions by
-tests/test_data_resume_position.py, so it is not killed again here: each kill-and-resume costs three launches.
+tests/test_data_resume_position.py, so it is not killed again here: each kill-and-resume costs two launches (the
+uninterrupted reference runs in processes forked from the test's).
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ from safetensors.torch import load_file
 
 from data_tools import demo_shapes
 from pipelines.cli import main as mmcl
+from tests.forked import train_forked
 from tests.test_train_periodic_eval import eval_overrides
 from tests.train_fixtures import overrides, shape_shards
 
 STEPS = 12  # long enough after the last possible kill point that the kill lands mid-run
 
 
+def train_args(shards, out, *extra) -> list[str]:
+    return ["configs/demo.yaml", *overrides(shards, out, **{"train.steps": STEPS, "train.checkpoint_every": 2,
+                                                             "train.keep_checkpoints": 2}), *extra]
+
+
 def train_command(shards, out, *extra, processes: int = 1) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", str(processes), "configs/demo.yaml",
-            *overrides(shards, out, **{"train.steps": STEPS, "train.checkpoint_every": 2,
-                                       "train.keep_checkpoints": 2}), *extra]
+    return [sys.executable, "-m", "pipelines.cli", "train", "--num-processes", str(processes),
+            *train_args(shards, out, *extra)]
 
 
 def everything_at_once(shards, eval_dir) -> list[str]:
@@ -56,8 +62,8 @@ def test_kill_at_random_step_then_resume_matches_uninterrupted(shards, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every run keeps CPU maths identical
     extra = everything_at_once(shards, demo_shapes.write_class_folders(tmp_path / "eval", per_class=1, seed=3))
     reference = tmp_path / "reference"
-    subprocess.run(train_command(shards, reference, *extra, processes=2), check=True, env=env,
-                   capture_output=True, timeout=600)
+    # The uninterrupted run in two processes forked from this one (the killed run goes through `mmcl train`).
+    train_forked(train_args(shards, reference, *extra))
 
     killed = tmp_path / "killed"
     seed = random.randrange(1000)

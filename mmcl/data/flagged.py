@@ -9,7 +9,6 @@ import hashlib
 import math
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from mmcl.config import Section
@@ -58,6 +57,8 @@ class FlaggedKeys:
 
 def flagged_keys(cfg: DropFlaggedConfig) -> FlaggedKeys:
     """The keys chosen by `cfg`; UserErrors name the file or column that is wrong."""
+    import pyarrow.parquet as pq  # here: the config modules stay light to import
+
     path = Path(cfg.scores)
     if not path.is_file():
         raise UserError(f"data.drop_flagged.scores: {path} not found (write it with `mmcl audit`)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from torchvision.transforms import AutoAugment, Compose
 
 from mmcl.config import Section
 from mmcl.data.text import TextAugmentConfig
@@ -61,6 +60,8 @@ class SecondViewConfig(Section):
 def image_view_transform(transform, image_augment: str):
     """The training transform with AutoAugment inserted after its first step (the crop to the tower's size, so
     the policy runs on the small picture and draft decoding still sees the crop first)."""
+    from torchvision.transforms import AutoAugment, Compose  # here: the config modules stay light to import
+
     if image_augment == "none":
         return transform
     if not isinstance(transform, Compose) or not transform.transforms:
