@@ -334,6 +334,9 @@ def test_linear_probe_map_equals_sklearn_on_the_probes_own_test_scores(tmp_path)
     assert result["probe"]["classifier"].startswith("one-vs-rest logistic regression")
     assert result["intervals"]["mAP"][0] <= m["mAP"] <= result["intervals"]["mAP"][1]
     assert headline(result).startswith("linear-probe mAP: ")
+    few = evaluate_task(model, transforms, tokenizer, task.model_copy(update={"fewshot_k": 2, "weight_decays": [1e-2]}))
+    m = few.result["metrics"]
+    assert (m["fewshot_k"], m["fewshot_short_classes"], m["num_validation"]) == (2, 0, 0) and 2 <= m["num_train"] <= 6
 
 
 def test_linear_probe_training_classes_need_a_positive_and_a_negative(tmp_path):

@@ -66,11 +66,16 @@ def resample_indices(num_items: int, samples: int, seed: int, budget: int = RESA
         yield torch.randint(num_items, (min(rows, samples - start), num_items), generator=generator)
 
 
+def draw_counts(drawn: torch.Tensor) -> torch.Tensor:
+    """[R, N] float64: how many times each resample drew each item."""
+    one_each = torch.ones((), dtype=torch.float64).expand(drawn.shape)
+    return torch.zeros(drawn.shape, dtype=torch.float64).scatter_add_(1, drawn, one_each)
+
+
 def resampled_metrics(items: ItemHits, drawn: torch.Tensor) -> torch.Tensor:
     """[R, M] metrics of R resamples `drawn` [R, N]: one column per hit metric, then the mean per-class recall if
     the items are labelled."""
-    one_each = torch.ones((), dtype=torch.float64).expand(drawn.shape)
-    counts = torch.zeros(drawn.shape, dtype=torch.float64).scatter_add_(1, drawn, one_each)
+    counts = draw_counts(drawn)
     hits = torch.stack([h.cpu().double() for h in items.hits.values()], dim=1)
     columns = [counts @ hits / drawn.shape[1]]  # times each item was drawn · its hits = the resample's hit count
     if items.labels is not None:
@@ -85,9 +90,7 @@ def resampled_metrics(items: ItemHits, drawn: torch.Tensor) -> torch.Tensor:
 
 def resampled_map(items: ItemScores, ranked: tuple[torch.Tensor, torch.Tensor], drawn: torch.Tensor) -> torch.Tensor:
     """[R, 1] mAP of R resamples `drawn` [R, N] of multi-label items, from their scores' `ranking`."""
-    one_each = torch.ones((), dtype=torch.float64).expand(drawn.shape)
-    counts = torch.zeros(drawn.shape, dtype=torch.float64).scatter_add_(1, drawn, one_each)
-    return mean_average_precision(weighted_average_precision(ranked, items.targets, counts))[:, None]
+    return mean_average_precision(weighted_average_precision(ranked, items.targets.cpu(), draw_counts(drawn)))[:, None]
 
 
 def intervals(item_sets: list[ItemHits | ItemScores], config: BootstrapConfig,
@@ -97,10 +100,8 @@ def intervals(item_sets: list[ItemHits | ItemScores], config: BootstrapConfig,
     out = {}
     for items in item_sets:
         ranked = ranking(items.scores.cpu().double()) if isinstance(items, ItemScores) else None  # once, not per chunk
-        if ranked is not None:
-            keys = [MAP]
-        else:
-            keys = list(items.hits) + ([MEAN_PER_CLASS_RECALL] if items.labels is not None else [])
+        keys = [MAP] if ranked is not None else (
+            list(items.hits) + ([MEAN_PER_CLASS_RECALL] if items.labels is not None else []))
         if len(items) == 0:  # the metric itself is undefined; a bootstrap of nothing would report NaN
             raise ValueError(f"no items to resample for {', '.join(keys)}: bootstrap intervals need at least one")
         values = torch.cat([resampled_metrics(items, drawn) if ranked is None else resampled_map(items, ranked, drawn)

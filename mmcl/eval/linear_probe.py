@@ -87,8 +87,8 @@ def check_targets(targets: torch.Tensor, path) -> None:
     positives = targets.sum(dim=0)
     one_sided = ((positives == 0) | (positives == targets.shape[0])).nonzero().flatten().tolist()
     if one_sided:
-        raise UserError(f"{path}: class(es) {one_sided[:5]} have no positive or no negative training item; "
-                        "every class needs at least one of each")
+        raise UserError(f"{path}: class(es) {one_sided[:5]} have no positive or no negative training item (after "
+                        "any few-shot draw); every class needs at least one of each")
 
 
 def _per_class_shuffled(labels: torch.Tensor, num_classes: int, seed: int) -> list[torch.Tensor]:

@@ -269,16 +269,18 @@ def linear_probe_task(model, transforms, tokenizer, task: LinearProbeTask, loadi
     classnames = linear_probe.shared_classnames(train_source, test_source)
     train, test = (embed_source(model, s, [m], transforms, tokenizer, loading, need_labels=True)
                    for s in (train_source, test_source))
+    # A list, not a generator: both sets are checked, so that multilabel false refuses lists in either.
     multilabel = any([label_lists.is_multilabel(d, task.multilabel, f"task {task.label}") for d in (train, test)])
     if multilabel:
         train_y, test_y = (label_lists.targets(d, len(classnames), s.path)
                            for d, s in ((train, train_source), (test, test_source)))
-        linear_probe.check_targets(train_y, train_source.path)
     else:
         train_y, test_y = train.labels, test.labels
         linear_probe.check_labels(test_y, len(classnames), test_source.path, every_class=False)
         linear_probe.check_labels(train_y, len(classnames), train_source.path, every_class=True)
     picked, short = linear_probe.fewshot_indices(train_y, len(classnames), task.fewshot_k, task.seed)
+    if multilabel:  # on the items drawn: a few-shot draw of positives may leave a class without a negative
+        linear_probe.check_targets(train_y[picked], train_source.path)
     probe = linear_probe.train_probe(train.features[m][picked], train_y[picked], len(classnames), task)
     scores = probe.scores(test.features[m])
     metrics = {**(scored_multilabel(scores, test_y) if multilabel else scored_classification(scores, test_y)),
