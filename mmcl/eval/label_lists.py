@@ -73,11 +73,16 @@ def _entry(entry, value, path: Path, number: int) -> int | str:
         raise UserError(f"{path} row {number}: in label list {str(value)[:60]!r}: {err}") from None
 
 
+def first_listed(data: Embedded) -> str | None:
+    """The key of the first item whose label is a list; None when no item's is."""
+    return next((key for key, labels in zip(data.keys, data.label_lists) if labels is not None), None)
+
+
 def is_multilabel(data: Embedded, mode: bool | str, where: str) -> bool:
     """Whether a task scores its data as multi-label: `mode` true, or auto and some item carries a label list.
     `multilabel: false` on data with label lists is an error: silently dropping those items would change the
     task."""
-    listed = next((key for key, labels in zip(data.keys, data.label_lists) if labels is not None), None)
+    listed = first_listed(data)
     if mode is False and listed is not None:
         raise UserError(f"{where}: multilabel is false but item {listed!r} carries a label list; set multilabel "
                         "to auto or true to score the data as multi-label")

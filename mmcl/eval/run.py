@@ -147,12 +147,11 @@ def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassifi
     prompt_rows = spread(len(source.classnames))
     similarity = _class_similarity(data, queries, classes, source.classnames, task.modality,
                                    _item_classes(data.labels, targets))
+    embeddings = {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]}
     if targets is not None:  # items of several classes have no one colour in the projection plot
-        return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
-                          similarity=similarity, item_hits=[ItemScores(scores, targets)])
-    return TaskOutput(result, {task.modality: queries[sample], "text (class prompts)": classes[prompt_rows]},
-                      {task.modality: data.labels[sample], "text (class prompts)": prompt_rows}, source.classnames,
-                      similarity, [classification_hits(scores, data.labels)])
+        return TaskOutput(result, embeddings, similarity=similarity, item_hits=[ItemScores(scores, targets)])
+    return TaskOutput(result, embeddings, {task.modality: data.labels[sample], "text (class prompts)": prompt_rows},
+                      source.classnames, similarity, [classification_hits(scores, data.labels)])
 
 
 def _class_similarity(data: Embedded, queries: torch.Tensor, classes: torch.Tensor, classnames: list[str],
@@ -335,7 +334,7 @@ def backdoor_task(model, transforms, tokenizer, task: BackdoorTask, loading: Loa
     spec = TriggerSpec(kind=task.trigger.kind, patch_size=task.trigger.patch_size, position=task.trigger.position,
                        alpha=task.trigger.alpha, seed=task.trigger.seed)
     clean = embed_source(model, source, ["image"], transforms, tokenizer, loading, need_labels=True)
-    listed = next((key for key, labels in zip(clean.keys, clean.label_lists) if labels is not None), None)
+    listed = label_lists.first_listed(clean)
     if listed is not None:
         raise UserError(f"task {task.label}: a backdoor evaluation needs one class per image; item {listed!r} of "
                         f"{source.path} carries a label list")
