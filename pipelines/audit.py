@@ -5,8 +5,8 @@
     torchrun --nproc_per_node 8 -m pipelines.cli audit CHECKPOINT --data SHARDS   # each process embeds 1/8
 
 Load the model ▶ embed every sample's media and first caption, shared among processes as `mmcl eval` shares its
-data ▶ on the main process: k nearest neighbours in chunks ▶ scores ▶ Parquet, report, and with the poison record
-the detection metrics.
+data ▶ k nearest neighbours in chunks, shared among processes too ▶ scores ▶ on the main process: Parquet, report,
+and with the poison record the detection metrics.
 """
 
 from __future__ import annotations
@@ -67,61 +67,61 @@ def run(args) -> int:
         raise UserError(f"--poisoned {poisoned_path}: no such file")
     output = Path(args.output) if args.output else data / PARQUET
     report = Path(args.report) if args.report else output.parent / REPORT_DIR
-    pairs, model_info, modality, device = embed(args, data)
-    if pairs is None:
-        return 0  # not the main process: the main process scores and writes
-    score(args, data, pairs, model_info, modality, device, output, report,
-          poisoned_path if poisoned_path.is_file() else None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from mmcl.training.launch import process_group
+
+        with process_group() as state:
+            audited = audit(args, data, state.process_index, state.num_processes, str(state.device))
+        if not state.is_main_process:
+            return 0  # the main process writes
+    else:
+        audited = audit(args, data, 0, 1, args.device)
+    write(args, data, *audited, output, report, poisoned_path if poisoned_path.is_file() else None)
     return 0
 
 
-def embed(args, data: Path):
-    """(pairs, model description, modality, device) on the main process, Nones on the others."""
+def audit(args, data: Path, rank: int, world_size: int, device: str):
+    """(pairs, scores, model description, modality): every process embeds its share of the shards and searches its
+    share of the neighbours; all get everything."""
+    import torch
+
     from mmcl.audit.embedding import embed_pairs
+    from mmcl.audit.neighbours import reference_sample
+    from mmcl.audit.scores import suspicion_scores
     from mmcl.audit.shards import AuditedShards
     from mmcl.eval.embed import Loading
     from mmcl.eval.models import describe_model, load_eval_model
-    from mmcl.training.launch import process_group
 
-    def embed_here(rank: int, world_size: int, device):
-        import torch
-
-        model, transforms, tokenizer, description = load_eval_model(args.model, args.weights)
-        model.to(device).eval()
-        modality = args.modality or ("image" if "image" in model.modalities else "audio")
-        loading = Loading(torch.device(device), args.batch_size, args.workers, rank=rank, world_size=world_size)
-        pairs = embed_pairs(model, transforms.eval, tokenizer, AuditedShards(data), modality, loading)
-        return pairs, describe_model(model, description), modality, str(device)
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        with process_group() as state:
-            embedded = embed_here(state.process_index, state.num_processes, state.device)
-        return embedded if state.is_main_process else (None,) * 4
-    return embed_here(0, 1, args.device)
-
-
-def score(args, data: Path, pairs, model_info: dict, modality: str, device: str, output: Path, report: Path,
-          poisoned_path: Path | None) -> None:
-    """Scores of every sample (neighbours on `device`), then the Parquet file, the report and the metrics."""
-    import torch
-
-    from mmcl.audit.metrics import detection_metrics
-    from mmcl.audit.neighbours import reference_sample
-    from mmcl.audit.report import score_table, write_parquet, write_report
-    from mmcl.audit.scores import suspicion_scores
-    from mmcl.audit.shards import AuditedShards, read_poisoned
-
+    model, transforms, tokenizer, description = load_eval_model(args.model, args.weights)
+    model.to(device).eval()
+    modality = args.modality or ("image" if "image" in model.modalities else "audio")
+    loading = Loading(torch.device(device), args.batch_size, args.workers, rank=rank, world_size=world_size)
+    pairs = embed_pairs(model, transforms.eval, tokenizer, AuditedShards(data), modality, loading)
     count = len(pairs.keys)
     if count <= args.k:
         raise UserError(f"{data}: {count} usable samples; --k {args.k} needs more than k")
-    references = reference_sample(count, args.reference_size)
-    scores = suspicion_scores(pairs.media, pairs.text, modality, args.k, references, args.chunk, device)
+    scores = suspicion_scores(pairs.media, pairs.text, modality, args.k, reference_sample(count, args.reference_size),
+                              args.chunk, device, rank, world_size)
+    return pairs, scores, describe_model(model, description), modality
+
+
+def write(args, data: Path, pairs, scores: dict, model_info: dict, modality: str, output: Path, report: Path,
+          poisoned_path: Path | None) -> None:
+    """The Parquet file, the report and, with the poison record, the detection metrics."""
+    import torch
+
+    from mmcl.audit.metrics import detection_metrics
+    from mmcl.audit.report import score_table, write_parquet, write_report
+    from mmcl.audit.shards import AuditedShards, read_poisoned
+
+    count = len(pairs.keys)
+    references = count if args.reference_size is None else min(count, args.reference_size)
     poisoned = metrics = None
     header = [f"- model: {model_info['source']} ({model_info.get('weights', 'weights of the checkpoint')})",
               f"- data: {data}, {modality}-text pairs, first caption of each sample",
               f"- skipped: {', '.join(f'{n} {r}' for r, n in sorted(pairs.skipped.items())) or 'none'}",
-              f"- neighbours: k = {args.k} among " + (f"all {count} samples" if len(references) == count else
-                                                      f"a sample of {len(references)} (seed 0)"),
+              f"- neighbours: k = {args.k} among " + (f"all {count} samples" if references == count else
+                                                      f"a sample of {references} (seed 0)"),
               "- every score: higher = more suspicious; see README, `mmcl audit`"]
     if poisoned_path is not None:
         listed = read_poisoned(poisoned_path)

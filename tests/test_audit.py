@@ -1,22 +1,33 @@
 """`mmcl audit`: chunked k nearest neighbours equal the full-matrix answer, the LID and DAO estimates follow their
-formulas, AUROC agrees with scikit-learn, planted poison ranks first, and the command writes one scored row per
-readable sample with a report and detection metrics."""
+formulas, AUROC agrees with scikit-learn, isolated planted samples rank first by knn, lid and dao (a planted clump
+last by knn and lid), and the command writes one scored row per readable sample with a report and detection
+metrics, the same with two processes as with one."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet
 import pytest
 import torch
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 import webdataset as wds
 from sklearn.metrics import roc_auc_score
 
 from mmcl.audit import auroc, detection_metrics, lid_mle, nearest, ranks, reference_sample, suspicion_scores
+from mmcl.audit.embedding import embed_pairs
 from mmcl.audit.scores import dao_score
+from mmcl.audit.shards import AuditedShards
+from mmcl.errors import UserError
+from mmcl.eval.embed import Loading
 from pipelines.cli import main as mmcl
 from tests.train_fixtures import shape_shards
 
@@ -90,9 +101,27 @@ def test_auroc_edge_cases_and_ranks():
     assert ranks(torch.tensor([0.2, 0.9, 0.2, 0.5])).tolist() == [3, 1, 4, 2]  # ties keep the set's order
 
 
-def test_a_planted_clump_ranks_first_by_knn_and_lid():
-    """Twenty near-copies varying in two directions (a trigger and a target caption repeated) among 300 samples
-    spread in 32 dimensions: denser and of lower dimension than any clean sample."""
+def test_isolated_samples_among_clusters_rank_first():
+    """Five samples alone, among four tight clusters of 60: sparser than any clean sample and than their own
+    neighbourhood, their neighbours far off in every direction, so first by knn, lid and dao."""
+    g = torch.Generator().manual_seed(1)
+    centres = unit(torch.randn(4, 32, generator=g))
+    clusters = unit(centres.repeat_interleave(60, 0) + 0.05 * torch.randn(240, 32, generator=g))
+    alone = unit(torch.randn(5, 32, generator=g))
+    x = torch.cat([clusters[:100], alone, clusters[100:]])  # planted rows 100..104
+    poisoned = torch.zeros(245, dtype=torch.bool)
+    poisoned[100:105] = True
+    scores = suspicion_scores(x, x, "image", k=10)
+    metrics = detection_metrics(scores, poisoned, ks=(10,))
+    for name in ("knn_image", "lid_image", "dao_image", "knn_text", "lid_text", "dao_text"):
+        assert metrics[name]["precision@5"] == 1.0 and metrics[name]["auroc"] == 1.0, name
+        assert set(torch.nonzero(ranks(scores[name]) <= 5).flatten().tolist()) == set(range(100, 105))
+    assert metrics["knn_image"]["precision@10"] == 0.5 and metrics["knn_image"]["recall@10"] == 1.0
+
+
+def test_a_planted_clump_is_the_other_end_of_knn_and_lid():
+    """Twenty near-copies varying in two directions (a trigger and a target caption repeated, more than k of them)
+    among 300 samples spread in 32 dimensions: denser and of lower dimension than any clean sample."""
     g = torch.Generator().manual_seed(0)
     clean = unit(torch.randn(300, 32, generator=g))
     base, u, v = unit(torch.randn(3, 32, generator=g))
@@ -102,25 +131,10 @@ def test_a_planted_clump_ranks_first_by_knn_and_lid():
     poisoned = torch.zeros(320, dtype=torch.bool)
     poisoned[150:170] = True
     scores = suspicion_scores(x, x, "image", k=10)
-    metrics = detection_metrics(scores, poisoned, ks=(10,))
-    for name in ("knn_image", "lid_image", "knn_text", "lid_text"):
-        assert metrics[name]["precision@20"] == 1.0 and metrics[name]["auroc"] == 1.0, name
-        assert set(torch.nonzero(ranks(scores[name]) <= 20).flatten().tolist()) == set(range(150, 170))
-    assert metrics["knn_image"]["precision@10"] == 1.0 and metrics["knn_image"]["recall@10"] == 0.5
-
-
-def test_isolated_samples_among_clusters_rank_first_by_dao():
-    """Five samples alone, among four tight clusters of 60: far sparser than their neighbourhood (the regime of
-    fewer than k poisoned samples alike), so first by dao and last by knn."""
-    g = torch.Generator().manual_seed(1)
-    centres = unit(torch.randn(4, 32, generator=g))
-    clusters = unit(centres.repeat_interleave(60, 0) + 0.05 * torch.randn(240, 32, generator=g))
-    alone = unit(torch.randn(5, 32, generator=g))
-    x = torch.cat([alone, clusters])
-    poisoned = torch.arange(245) < 5
-    scores = suspicion_scores(x, x, "image", k=10)
-    assert detection_metrics(scores, poisoned, ks=())["dao_image"]["precision@5"] == 1.0
-    assert set(torch.nonzero(ranks(-scores["knn_image"]) <= 5).flatten().tolist()) == set(range(5))
+    metrics = detection_metrics(scores, poisoned, ks=())
+    for name in ("knn_image", "lid_image"):
+        assert metrics[name]["auroc"] == 0.0, name
+        assert set(torch.nonzero(ranks(-scores[name]) <= 20).flatten().tolist()) == set(range(150, 170))
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +200,16 @@ def test_mistakes_are_named(poisoned_shards, tmp_path, capsys):
     assert "none of its 1 poisoned samples is among the 41 audited samples" in capsys.readouterr().err
 
 
-def test_non_finite_embeddings_are_refused_naming_the_sample(poisoned_shards):
-    from mmcl.audit.embedding import embed_pairs
-    from mmcl.audit.shards import AuditedShards
-    from mmcl.errors import UserError
-    from mmcl.eval.embed import Loading
 
+@pytest.mark.parametrize("args", [["audit", "--help"], ["audit", "tiny", "--data", "missing/"]], ids=" ".join)
+def test_help_and_user_errors_do_not_import_torch(args):
+    probe = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
+
+def test_non_finite_embeddings_are_refused_naming_the_sample(poisoned_shards):
     class Broken(torch.nn.Module):
         modalities = ["image", "text"]
 
@@ -207,8 +225,6 @@ def test_non_finite_embeddings_are_refused_naming_the_sample(poisoned_shards):
 
 def _process(rank: int, port: int, argv: list[str]) -> None:
     # What torchrun sets.
-    import os
-
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -216,13 +232,10 @@ def _process(rank: int, port: int, argv: list[str]) -> None:
 
 
 def test_two_processes_score_as_one(poisoned_shards, tmp_path):
-    """With two processes (as torchrun starts them) each embeds its share of the shards and the main process scores
-    all of them: the same Parquet file as one process writes."""
-    import socket
-
-    import torch.multiprocessing as mp
-
-    flags = ["audit", "tiny", "--data", str(poisoned_shards), "--k", "5", "--report", str(tmp_path / "r")]
+    """With two processes (as torchrun starts them) each embeds its share of the shards and searches the neighbours
+    of its share of the blocks of 7 samples: the main process writes the same Parquet file as one process."""
+    flags = ["audit", "tiny", "--data", str(poisoned_shards), "--k", "5", "--chunk", "7", "--report",
+             str(tmp_path / "r")]
     assert mmcl([*flags, "--output", str(tmp_path / "alone.parquet")]) == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -37,17 +37,22 @@ def reference_sample(count: int, size: int | None, seed: int = 0) -> torch.Tenso
 
 
 def nearest(embeddings: torch.Tensor, k: int, references: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK,
-            device: torch.device | str = "cpu") -> Neighbours:
+            device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> Neighbours:
     """The k nearest references (rows `references` of `embeddings`, default all) of every row of `embeddings`
     (unit vectors [N, d]), a row never being its own neighbour. Raises ValueError when fewer than k references are
-    left to a row."""
+    left to a row.
+
+    With `world_size` > 1 every process calls this with all the embeddings and its `rank`: each searches every
+    world_size-th block of queries and all receive the whole answer. A block's numbers do not depend on which
+    process computes it, so they are those of one process."""
     count = embeddings.shape[0]
     references = torch.arange(count) if references is None else references
     if references.numel() - 1 < k:  # a query among the references loses itself
         raise ValueError(f"{k} neighbours asked among {references.numel()} references; lower k")
-    similarity = torch.empty(count, k)
-    index = torch.empty(count, k, dtype=torch.long)
-    for start in range(0, count, chunk):
+    # Rows another process searches stay zero here: summing over processes then gives every row exactly.
+    similarity = torch.zeros(count, k)
+    index = torch.zeros(count, k, dtype=torch.long)
+    for start in range(rank * chunk, count, world_size * chunk):
         rows = torch.arange(start, min(start + chunk, count))
         queries = embeddings[rows].to(device, torch.float32)
         best = torch.full((len(rows), k), -torch.inf, device=device)
@@ -62,4 +67,13 @@ def nearest(embeddings: torch.Tensor, k: int, references: torch.Tensor | None = 
             best, at = merged.topk(k, dim=1)
             best_index = merged_index.gather(1, at)
         similarity[rows], index[rows] = best.cpu(), best_index.cpu()
+    if world_size > 1:
+        similarity, index = (_summed(t, device) for t in (similarity, index))
     return Neighbours(similarity, index)
+
+
+def _summed(tensor: torch.Tensor, device) -> torch.Tensor:
+    """The sum over processes, on the CPU (reduced on `device`: NCCL reduces only GPU tensors)."""
+    tensor = tensor.to(device)
+    torch.distributed.all_reduce(tensor)
+    return tensor.cpu()

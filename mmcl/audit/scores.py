@@ -1,26 +1,30 @@
 """Per-sample suspicion scores from embeddings; in every score a higher value is more suspicious.
 
-Two signs of a poisoned sample, after Huang et al., "Detecting Backdoor Samples in Contrastive Language Image
-Pretraining" (ICLR 2025), and the image-text agreement CleanCLIP-style defences look at:
+After Huang et al., "Detecting Backdoor Samples in Contrastive Language Image Pretraining" (ICLR 2025): a poisoned
+sample's local neighbourhood is sparse. Its trigger takes it away from the clean data it resembles, and the few
+others of its kind are too few among the references (or too scattered by their content) to be its k neighbours, so
+those lie farther away, at similar distances, in many directions. Beside these, the image-text agreement that
+CleanCLIP-style defences look at:
 
-- `knn`: the mean cosine similarity to the k nearest other samples (1 - their mean cosine distance). Poisoned pairs
-  share a trigger and a target caption, so more than k of them form a dense clump: a high value.
-- `lid`: minus the local intrinsic dimensionality (maximum-likelihood estimate from the k neighbours' distances).
-  A clump of triggered samples varies in few directions: a low dimension, a high value.
+- `knn`: the mean cosine distance to the k nearest other samples (Huang et al. take the k-th's Euclidean distance;
+  the mean over k is steadier).
+- `lid`: the local intrinsic dimensionality, the maximum-likelihood estimate from the k neighbours' distances.
 - `dao`: log of the dimensionality-aware outlier score (DAO; Anderberg et al., SDM 2024), the k-distance of a sample
-  relative to its neighbours', raised to its own LID: log( mean over neighbours o of (r_k(q) / r_k(o)) ** LID(q) ).
-  High where a sample is sparser than its neighbourhood: a poisoned sample with fewer than k others of its kind in
-  the set (the regime Huang et al. measure), which `knn` and `lid` miss.
+  relative to its neighbours', raised to its own LID: log( mean over neighbours o of (r_k(q) / r_k(o)) ** LID(q) ):
+  sparser than its own neighbourhood, whatever the density elsewhere.
 - `similarity`: the cosine of the sample's media and caption embeddings. A model that learned the backdoor ties the
-  trigger to the target caption (high); to a model that did not, a poisoned pair is a mismatch (low, the other end
-  of the ranking: an AUROC below 0.5 says so).
+  trigger to the target caption (high); to a model that did not, a poisoned pair is a mismatch (low).
+
+When more than k poisoned near-copies are among the references they clump instead: dense and of low dimension, at
+the other end of `knn` and `lid` (an AUROC near 0). A seeded sample of references (`reference_sample`) keeps them
+rare among the references, as the batches Huang et al. score within do.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mmcl.audit.neighbours import Neighbours, nearest
+from mmcl.audit.neighbours import DEFAULT_CHUNK, Neighbours, nearest
 
 # Distances of unit vectors computed from float32 dot products are exact to about 5e-4: closer samples are
 # duplicates, and the floor keeps the logarithms of their distance ratios finite.
@@ -28,8 +32,8 @@ DISTANCE_FLOOR = 1e-3
 
 
 def knn_score(neighbours: Neighbours) -> torch.Tensor:
-    """[N] mean cosine similarity to the k nearest neighbours."""
-    return neighbours.similarity.double().mean(dim=1)
+    """[N] mean cosine distance (1 - cosine similarity) to the k nearest neighbours."""
+    return 1 - neighbours.similarity.double().mean(dim=1)
 
 
 def lid_mle(distances: torch.Tensor) -> torch.Tensor:
@@ -52,13 +56,13 @@ def dao_score(neighbours: Neighbours, lid: torch.Tensor) -> torch.Tensor:
 
 
 def neighbourhood_scores(embeddings: torch.Tensor, k: int, references: torch.Tensor | None = None,
-                         chunk: int | None = None, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """`knn`, `lid` and `dao` [N] of one modality's unit embeddings [N, d]; see `nearest` for `references`, `chunk`
+                         chunk: int = DEFAULT_CHUNK, device: torch.device | str = "cpu", rank: int = 0,
+                         world_size: int = 1) -> dict[str, torch.Tensor]:
+    """`knn`, `lid` and `dao` [N] of one modality's unit embeddings [N, d]; see `nearest` for the other arguments
     and the memory and time they take."""
-    options = {} if chunk is None else {"chunk": chunk}
-    neighbours = nearest(embeddings, k, references, device=device, **options)
+    neighbours = nearest(embeddings, k, references, chunk, device, rank, world_size)
     lid = lid_mle(neighbours.distance)
-    return {"knn": knn_score(neighbours), "lid": -lid, "dao": dao_score(neighbours, lid)}
+    return {"knn": knn_score(neighbours), "lid": lid, "dao": dao_score(neighbours, lid)}
 
 
 def pair_similarity(media: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -67,13 +71,15 @@ def pair_similarity(media: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 
 
 def suspicion_scores(media: torch.Tensor, text: torch.Tensor, modality: str, k: int,
-                     references: torch.Tensor | None = None, chunk: int | None = None,
-                     device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+                     references: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK,
+                     device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
     """Every score [N] of paired unit embeddings: `knn_<m>`, `lid_<m>`, `dao_<m>` for m = `modality` (over `media`)
-    and text, then `similarity`. The same reference rows serve both modalities."""
+    and text, then `similarity`. The same reference rows serve both modalities. With `world_size` > 1 every process
+    calls this and shares the neighbour search (`nearest`); all get every score."""
     scores = {}
     for name, embeddings in ((modality, media), ("text", text)):
-        for score, values in neighbourhood_scores(embeddings, k, references, chunk, device).items():
+        for score, values in neighbourhood_scores(embeddings, k, references, chunk, device, rank,
+                                                  world_size).items():
             scores[f"{score}_{name}"] = values
     scores["similarity"] = pair_similarity(media, text)
     return scores
