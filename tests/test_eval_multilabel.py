@@ -200,6 +200,17 @@ def test_multilabel_true_scores_single_label_data_by_map_and_false_refuses_lists
         evaluate_task(model, transforms, tokenizer, audio_task(tones / "tags.csv", multilabel=False))
 
 
+def test_a_class_without_positives_is_an_error_unless_allowed_then_null_and_counted(tones):
+    names = tones / "four_classes.txt"
+    names.write_text("\n".join(CLASSES + ["silence"]) + "\n")
+    task = audio_task(tones / "tags.jsonl", data={"path": str(tones / "tags.jsonl"), "classnames": str(names)})
+    with pytest.raises(UserError, match="four_classes.txt: lists 4 class names but the data's labels use only 3"):
+        evaluate_task(*tone_model(), task)
+    allowed = evaluate_task(*tone_model(), task.model_copy(update={"allow_missing_classes": True})).result["metrics"]
+    assert allowed["per_class_ap"][3] is None and allowed["classes_without_positives"] == 1
+    assert allowed["mAP"] == pytest.approx(np.mean(allowed["per_class_ap"][:3]), abs=1e-12)
+
+
 def test_through_mmcl_eval_with_interval_summary_and_table(tones, tmp_path, capsys):
     (tmp_path / "tasks.yaml").write_text(f"""tasks:
   - {{type: zeroshot_classification, name: tags, modality: audio, data: {{path: {tones / 'tags.csv'}}}}}
