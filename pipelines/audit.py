@@ -25,10 +25,11 @@ TOP = 20  # samples per score in the report
 def register(parser) -> None:
     parser.description = (
         "Score every sample of a shard set for how likely it is poisoned (a backdoor trigger with a target "
-        "caption), from a trained model's embeddings: its k nearest neighbours' similarity (knn), local intrinsic "
-        "dimensionality (lid) and dimensionality-aware outlier score (dao), for the media and for the captions, and "
-        "the media-caption similarity. Higher is more suspicious. Writes a Parquet file of scores and ranks and a "
-        "Markdown report; with the poison record, precision/recall@k and AUROC of each score.")
+        "caption), from a trained model's embeddings: how sparse its neighbourhood is (the mean distance to its k "
+        "nearest neighbours, knn; local intrinsic dimensionality, lid; dimensionality-aware outlier score, dao), for "
+        "the media and for the captions, and the media-caption similarity. Higher is more suspicious. Writes a "
+        "Parquet file of scores and ranks and a Markdown report; with the poison record, precision/recall@k and "
+        "AUROC of each score.")
     parser.add_argument("model", metavar="MODEL", help="What `mmcl eval` takes: a checkpoint folder, a training run "
                         "folder (its best checkpoint, else its latest), a model YAML, open_clip:NAME (with --weights) "
                         "or a built-in model name.")
@@ -42,12 +43,15 @@ def register(parser) -> None:
                         f"(default: {REPORT_DIR}/ beside the Parquet file).")
     parser.add_argument("--poisoned", metavar="JSON", help="The poison record (`mmcl shards poison`'s poisoned.json) "
                         "to measure the scores against; default SHARDS/poisoned.json where it exists.")
-    parser.add_argument("--k", type=int, default=10, help="Neighbours per sample (default 10).")
+    parser.add_argument("--k", type=int, default=10, help="Neighbours per sample (default 10). More poisoned "
+                        "near-copies than k among the references clump at the bottom of knn and lid instead; "
+                        "--reference-size keeps them rare among the references.")
     parser.add_argument("--reference-size", type=int, metavar="M", help="Find neighbours among a seeded sample of M "
                         "samples (seed 0) instead of all: time O(N*M*d) instead of O(N^2*d), for millions of samples.")
     parser.add_argument("--chunk", type=int, default=4096, help="Rows per block of the neighbour search: memory "
                         "O(chunk^2) on top of the embeddings (default 4096).")
-    parser.add_argument("--batch-size", type=int, default=64, help="Samples a loader hands over at a time.")
+    parser.add_argument("--batch-size", type=int, default=64, help="Samples a loader hands over at a time (default "
+                        "64; the scores do not depend on it).")
     parser.add_argument("--workers", type=int, default=0, help="Decoding worker processes (default 0).")
     parser.add_argument("--device", default="cpu", help="Torch device (default cpu; under torchrun each process "
                         "takes its own).")

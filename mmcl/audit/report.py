@@ -84,7 +84,7 @@ def write_report(folder: Path, header: list[str], metrics: dict | None, keys: li
     for name, score in scores.items():
         lines += [f"## Top {min(top, len(keys))} by {name}", "",
                   "| rank | shard | key | score | " + ("poisoned | " if poisoned is not None else "")
-                  + "image | caption |", "|---" * (6 + (poisoned is not None)) + "|"]
+                  + "thumbnail | caption |", "|---" * (6 + (poisoned is not None)) + "|"]
         for rank, row in enumerate(torch.sort(score, descending=True, stable=True).indices[:top].tolist(), start=1):
             item = items.get(keys[row])
             picture = ""
