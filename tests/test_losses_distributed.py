@@ -39,11 +39,14 @@ CASES = [
     ("mv_infonce", {}),
     ("mv_dhel", {"modalities": ["image", "audio"]}),
     ("cwcl", {"modalities": ["audio", "image"]}),
+    ("inmodal", {}),
 ]
 
 
 def _global_inputs():
-    outputs = random_outputs(batch=BATCH, modalities=MODALITIES, scale=4.0, bias=-1.5, seed=3)
+    # Second views of image and text too, for in-modal losses (the others pass over them).
+    outputs = random_outputs(batch=BATCH, modalities=MODALITIES + ("image_view", "text_view"), scale=4.0, bias=-1.5,
+                             seed=3)
     gen = torch.Generator().manual_seed(4)
     batch = {f"{m}_mask": torch.rand(BATCH, generator=gen) > 0.25 for m in MODALITIES}
     return outputs, batch
