@@ -41,18 +41,24 @@ def class_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torc
 def weighted_average_precision(ranked: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor,
                                weights: torch.Tensor) -> torch.Tensor:
     """AP [R, C] of each class under each row of item weights [R, N], from the scores' `ranking`. Classes are
-    scored one at a time, so memory stays near a few R · N values."""
+    scored one at a time, so memory stays near a few R · N values; beyond the running weight total, only the
+    positive items' columns are computed (few, in most multi-label data)."""
     order, tie_end = ranked
-    targets, weights = targets.double(), weights.double()
-    out = []
+    targets, weights = targets.bool(), weights.double()
+    out = torch.full((weights.shape[0], order.shape[0]), float("nan"), dtype=torch.float64)
     for c in range(order.shape[0]):
-        w = weights[:, order[c]]  # [R, N] in this class's ranking
-        positive = w * targets[order[c], c]
-        above = w.cumsum(dim=1)[:, tie_end[c]]  # n_i: weight of the items scoring at least item i's score
-        right = positive.cumsum(dim=1)[:, tie_end[c]]  # p_i: the positive part of it
-        precision = (positive * right / above.clamp_min(1e-300)).sum(dim=1)  # where positive > 0, above > 0
-        out.append(precision / positive.sum(dim=1))  # 0 / 0 = NaN: no positive item
-    return torch.stack(out, dim=1) if out else torch.empty(weights.shape[0], 0, dtype=torch.float64)
+        positives = targets[order[c], c].nonzero().flatten()  # their positions in this class's ranking
+        if positives.numel() == 0:
+            continue
+        w = weights[:, order[c]]
+        ends = tie_end[c, positives]
+        above = w.cumsum(dim=1)[:, ends]  # n_i: weight of the items scoring at least positive i's score
+        drawn = w[:, positives]
+        # p_i: the weight of the positives up to the end of i's tie group, i.e. up to the last one placed there
+        right = drawn.cumsum(dim=1)[:, torch.searchsorted(positives, ends, right=True) - 1]
+        # 0 / 0 = NaN where a weighting drew no positive; where drawn > 0, above > 0
+        out[:, c] = (drawn * right / above.clamp_min(1e-300)).sum(dim=1) / drawn.sum(dim=1)
+    return out
 
 
 def mean_average_precision(ap: torch.Tensor) -> torch.Tensor:
