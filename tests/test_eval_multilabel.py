@@ -11,7 +11,6 @@ import tarfile
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
