@@ -151,3 +151,12 @@ def test_the_data_wait_warning_comes_once_after_three_slow_intervals(caplog):
     (message,) = caplog.messages
     assert "40%/50%/60% of the time over the last 3 log intervals (steps 50-70)" in message
     assert "data.num_workers, now 2" in message and "--image-size" in message and "train.cpu_threads, now 4" in message
+
+
+def test_an_evaluation_line_names_each_tasks_headline_metric():
+    from mmcl.training.console import eval_line
+
+    evaluated = {"shapes/top1": 0.5, "shapes/top5": 0.9, "tags/mAP": 0.25, "tags/micro_AP": 0.3,
+                 "ret/image_to_text/recall@1": 0.1, "ret/image_to_text/recall@5": 0.4}
+    line = eval_line(10, evaluated, "shapes/top1", {"value": 0.4, "step": 5}, improves=True)
+    assert line == "step 10 eval: shapes/top1 0.5000 (best), tags/mAP 0.2500, ret/image_to_text/recall@1 0.1000"

@@ -12,8 +12,9 @@ from pathlib import Path
 
 log = logging.getLogger("mmcl.train")
 
-# The metric of each evaluation task that stands for it: zero-shot top-1, retrieval recall@1, geometry's gap.
-HEADLINE = ("top1", "recall@1", "modality_gap")
+# The metric of each evaluation task that stands for it: zero-shot top-1 (multi-label: mAP), retrieval recall@1,
+# geometry's gap.
+HEADLINE = ("top1", "mAP", "recall@1", "modality_gap")
 
 
 def eval_line(step: int, evaluated: dict[str, float], best_metric: str | None, best: dict, improves: bool) -> str:
