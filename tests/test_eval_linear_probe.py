@@ -1,6 +1,6 @@
 """Linear probe and few-shot evaluation (`linear_probe` tasks): the fit against scikit-learn's LogisticRegression, the
-seeded few-shot draw and validation split, the deterministic weight-decay choice, invariance to loader batching and
-workers, class-name and config errors, and the task through `mmcl eval --tasks` with its summary and plots."""
+seeded few-shot draw and validation split, the deterministic weight-decay choice, invariance to loader batching,
+workers and processes, class-name and config errors, and the task through `mmcl eval --tasks` with its summary and plots."""
 
 from __future__ import annotations
 
@@ -194,3 +194,28 @@ def test_task_file_through_mmcl_eval_writes_summary_and_plots(data, tmp_path, ca
         "probe-confusion_matrix.png", "probe-per_class_accuracy.png"]
     assert mmcl(["eval", "--compare", str(out), str(out)]) == 0
     assert re.search(r"^probe/weight_decay +0\.0\d+ +0\.0\d+ +\+0", capsys.readouterr().out, re.MULTILINE)
+
+
+def _probe_in_process(rank: int, train: str, test: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        net, transforms, tokenizer = create_model("tiny")
+        result = evaluate_task(net.eval(), transforms.eval, tokenizer, probe_task(train, test, weight_decays=GRID),
+                               batch_size=32, num_workers=0, rank=rank, world_size=2,
+                               bootstrap=BootstrapConfig(samples=200)).result
+        if rank == 0:
+            with open(out, "w") as f:
+                json.dump({k: result[k] for k in ("metrics", "intervals", "probe")}, f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_give_the_one_process_probe(data, model, tmp_path):
+    from tests.forked import run_forked
+
+    run_forked(_probe_in_process, (str(data / "train"), str(data / "test"), str(tmp_path / "shared.json")))
+    alone = evaluate_task(*model, probe_task(data / "train", data / "test", weight_decays=GRID), batch_size=32,
+                          num_workers=0, bootstrap=BootstrapConfig(samples=200)).result
+    shared = json.loads((tmp_path / "shared.json").read_text())
+    assert shared == json.loads(json.dumps({k: alone[k] for k in ("metrics", "intervals", "probe")}))
