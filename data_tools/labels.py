@@ -6,6 +6,9 @@ few stray words in a column of indices, or a few numbers in a column of names, a
 samples, not the rest of the column; a number is never a class name, as "10" sorting before "2" would number
 classes silently wrong. The mapping is made from the whole manifest,
 which every --part reads, so all parts number the classes alike.
+
+A cell may hold a label list (a tuple, from a JSON list or a `;`-separated CSV/TSV cell): its entries count as
+cells do, and each is resolved by the same rules; one bad entry makes the whole row a bad label.
 """
 
 from __future__ import annotations
@@ -62,39 +65,45 @@ def _index_of_names(names: set[str], classnames: list[str] | None) -> dict[str, 
     return index
 
 
-def resolve(cells: list[Any], column: str, classnames: list[str] | None) -> tuple[list[int | str], list[str]]:
-    """For each cell a class index or the reason it has none (a string), and the class names found (empty when
-    the column holds indices: names then come from --classnames only).
+def resolve(cells: list[Any], column: str, classnames: list[str] | None) -> tuple[list[int | tuple | str], list[str]]:
+    """For each cell a class index (a tuple of them for a label list) or the reason it has none (a string), and
+    the class names found (empty when the column holds indices: names then come from --classnames only).
 
     A name matches a --classnames line as written or with ``_`` read as a space (how class folders are named).
     """
-    if sum(map(_is_name, cells)) <= sum(map(_is_number, cells)):
+    entries = [e for cell in cells for e in (cell if isinstance(cell, tuple) else (cell,))]
+    if sum(map(_is_name, entries)) <= sum(map(_is_number, entries)):
         limit = len(classnames) if classnames else None
-        return [_as_index(c, column, limit) for c in cells], []
-    names = {c.strip() for c in cells if _is_name(c)}
+        return [_blank(c, column) or _each(c, lambda e: _as_index(e, limit)) for c in cells], []
+    names = {e.strip() for e in entries if _is_name(e)}
     index = _index_of_names(names, classnames)
     example = min(names)
-    resolved: list[int | str] = []
-    for cell in cells:
-        why = _blank(cell, column)
-        if why is None and not _is_name(cell):
-            kind = "a number" if _is_number(cell) else f"a {type(cell).__name__}"
-            why = f"label {cell!r} is {kind} in a column of class names such as {example!r}"
-        if why is None:
-            name = cell.strip()
-            found = index.get(name, index.get(name.replace("_", " ")))
-            why = f"label {name!r} is not one of the {len(index)} names in --classnames" if found is None else None
-        resolved.append(why if why is not None else found)
+    resolved = [_blank(c, column) or _each(c, lambda e: _as_named(e, index, example)) for c in cells]
     shown = classnames if classnames is not None else [n.replace("_", " ") for n in sorted(names)]
     return resolved, shown
 
 
-def _as_index(cell: Any, column: str, limit: int | None) -> int | str:
-    why = _blank(cell, column)
-    if why is not None:
-        return why
+def _each(cell: Any, one) -> int | tuple[int, ...] | str:
+    """`one` applied to a cell, or to each entry of a label list: the indices, or the first entry's reason."""
+    if not isinstance(cell, tuple):
+        return one(cell)
+    found = [one(entry) for entry in cell]
+    why = next((f for f in found if isinstance(f, str)), None)
+    return tuple(found) if why is None else f"in label list {list(cell)!r}: {why}"
+
+
+def _as_named(value: Any, index: dict[str, int], example: str) -> int | str:
+    if not _is_name(value):
+        kind = "a number" if _is_number(value) else f"a {type(value).__name__}"
+        return f"label {value!r} is {kind} in a column of class names such as {example!r}"
+    name = value.strip()
+    found = index.get(name, index.get(name.replace("_", " ")))
+    return f"label {name!r} is not one of the {len(index)} names in --classnames" if found is None else found
+
+
+def _as_index(value: Any, limit: int | None) -> int | str:
     try:
-        label = class_index(cell)
+        label = class_index(value)
     except ValueError as err:
         return str(err)
     if limit is not None and label >= limit:

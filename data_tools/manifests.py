@@ -4,6 +4,8 @@ Text manifests are decoded with ``surrogateescape`` so that one row with bytes t
 UTF-8 becomes one failed sample (reason ``bad_encoding``) instead of aborting the whole file. Likewise a
 media cell that is not a path (``bad_manifest_row``) and, in a manifest with a label column, a row whose label
 is empty, null, missing or neither a class index nor a class name (``bad_label``, see labels.py) fail alone.
+A label may be a label list, written as evaluation reads it: a JSON (or parquet) list, or in CSV/TSV a cell of
+``;``-separated entries (mmcl.data.label.split_list), a lone ``;`` being the empty list.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from data_tools.errors import SampleError
 from data_tools.labels import MISSING, resolve
 from data_tools.spec import SampleSpec, make_key, mark_duplicate_keys
 from data_tools.text import as_captions, is_utf8
+from mmcl.data.label import split_list
 from mmcl.errors import UserError
 
 
@@ -53,9 +56,13 @@ def _open_text(path: Path):
     return opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="")
 
 
+def _kind(path: Path) -> str:
+    return path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+
+
 def _rows(path: Path) -> Iterator[tuple[dict | None, str | None]]:
     """Yield (row, None) or (None, why the row is unreadable), one per data row."""
-    kind = path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+    kind = _kind(path)
     if kind == "parquet":
         import pyarrow.parquet
 
@@ -124,6 +131,14 @@ def _spec_from_row(row: dict, index: int, source: str, base: Path, cols: dict[st
     return spec
 
 
+def _label_cell(value: Any, text_cells: bool) -> Any:
+    """A label cell, with a label list as the tuple of its entries; ValueError for a malformed list."""
+    if isinstance(value, list):
+        return tuple(value)
+    listed = split_list(value) if text_cells and isinstance(value, str) else None
+    return value if listed is None else listed
+
+
 def _assign_labels(specs: list[SampleSpec], cells: list, column: str, classnames: list[str] | None) -> list[str]:
     """Class indices onto the specs, or a bad_label failure; only known once every row is read, as the column
     holds indices or names by what all its cells hold, and a jsonl row may leave it out."""
@@ -146,6 +161,7 @@ def read_manifest(path: Path, columns: ManifestColumns, classnames: list[str] | 
     name seen once the file has been read, since jsonl rows need not all have the same keys.
     """
     cols, seen, specs, label_cells = columns.to_read(), set(), [], []
+    text_cells = _kind(path) in ("csv", "tsv")  # where a label list is a `;`-separated cell, not a list
     for index, (row, problem) in enumerate(_rows(path)):
         source = f"{path} row {index + 1}"
         if row is None:
@@ -157,8 +173,13 @@ def read_manifest(path: Path, columns: ManifestColumns, classnames: list[str] | 
             specs.append(SampleSpec(key=f"{index:09d}", source=source, error=("bad_encoding", f"{source}: not UTF-8")))
             label_cells.append(MISSING)  # its label is no class name to number
         else:
-            specs.append(_spec_from_row(row, index, source, path.parent, cols))
-            label_cells.append(row.get(cols["label"], MISSING))
+            spec = _spec_from_row(row, index, source, path.parent, cols)
+            specs.append(spec)
+            try:
+                label_cells.append(_label_cell(row.get(cols["label"], MISSING), text_cells))
+            except ValueError as err:
+                spec.error = spec.error or ("bad_label", f"{source}: {err}")
+                label_cells.append(MISSING)
     if not seen:
         raise UserError(f"{path}: the manifest has no readable rows")
     listing = ", ".join(sorted(map(str, seen)))

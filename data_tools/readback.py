@@ -19,7 +19,7 @@ from data_tools.audio import AUDIO_EXTENSIONS, check_audio_header, decode_audio
 from data_tools.errors import SampleError
 from data_tools.image import IMAGE_EXTENSIONS, open_image
 from mmcl.data.config import ImageLimits
-from mmcl.data.label import parse_label
+from mmcl.data.label import parse_labels
 from mmcl.data.text import decode_captions
 
 
@@ -70,13 +70,13 @@ def _image_header(data: bytes, name: str) -> dict:
 
 
 def _describe_text(ext: str, data: bytes, name: str) -> dict:
-    """Captions (txt, json) or the label (cls), checked as the training reader checks them."""
+    """Captions (txt, json) or the label (cls: a class index or a label list), checked as the readers check them."""
     try:
         if ext in ("txt", "json"):
             captions = decode_captions({ext: data})
             return {"captions": captions} if captions else {}
         if ext == "cls":
-            return {"label": parse_label(data)}
+            return {"label": parse_labels(data)}
     except (ValueError, RecursionError) as err:  # bad UTF-8 and bad JSON are ValueErrors; RecursionError: deep nesting
         raise SampleError(f"bad_{ext}", f"{name}: {err}") from None
     return {}

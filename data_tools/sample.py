@@ -12,6 +12,7 @@ from data_tools.fingerprints import sha256
 from data_tools.image import ImageOptions, process_image
 from data_tools.spec import SampleSpec
 from data_tools.text import as_captions, decode_caption_file, normalize_captions
+from mmcl.data.label import format_labels
 from mmcl.data.text import captions_from_json
 
 
@@ -83,8 +84,8 @@ def build_sample(spec: SampleSpec, opts: SampleOptions) -> tuple[dict[str, bytes
     if not (spec.image or spec.audio or captions):
         raise SampleError("no_content", f"{spec.source}: no image, audio or caption")
     if spec.label is not None:
-        sample["cls"] = str(spec.label).encode()
-        info["label"] = spec.label
+        sample["cls"] = format_labels(spec.label).encode()
+        info["labels" if isinstance(spec.label, tuple) else "label"] = spec.label
     if meta:
         sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")
     info["bytes"] = sum(len(v) for k, v in sample.items() if k != "__key__")

@@ -15,7 +15,7 @@ class SampleSpec:
     text: str | None = None  # a caption file
     meta_path: str | None = None  # a sidecar json: metadata, and captions under "text"
     captions: tuple[str, ...] = ()
-    label: int | None = None
+    label: int | tuple[int, ...] | None = None  # a tuple: a label list
     meta: dict = field(default_factory=dict)
     error: tuple[str, str] | None = None  # (reason, detail) already known from the listing
 

@@ -46,7 +46,8 @@ MANIFEST_SCHEMA = pyarrow.schema(
         ("audio_seconds", pyarrow.float64()),
         ("captions", pyarrow.int32()),
         ("caption_chars", pyarrow.int32()),  # mean length of the sample's captions
-        ("label", pyarrow.int64()),
+        ("label", pyarrow.int64()),  # a single label; a label list is in `labels`, so readers of `label` see no lists
+        ("labels", pyarrow.list_(pyarrow.int64())),
     ]
 )
 

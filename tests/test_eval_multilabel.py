@@ -16,13 +16,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 from mmcl.config import validate
+from mmcl.data.label import parse_labels
 from mmcl.errors import UserError
 from mmcl.eval import EvalConfig, evaluate_task
 from mmcl.eval.average_precision import class_average_precision, ranking, scored_multilabel, weighted_average_precision
 from mmcl.eval.bootstrap import ItemScores, intervals, resample_indices
 from mmcl.eval.datasets import open_source
 from mmcl.eval.embed import Loading, embed_source
-from mmcl.eval.label_lists import parse_cls, targets
+from mmcl.eval.label_lists import targets
 from mmcl.eval.plots import DPI, per_class_average_precision
 from mmcl.eval.linear_probe import fewshot_indices, fit, train_probe
 from mmcl.eval.summary import headline
@@ -110,13 +111,13 @@ def test_map_interval_equals_a_loop_recomputing_sklearn_on_the_same_draws():
 @pytest.mark.parametrize("entry, expected", [("3", 3), ("3,7", (3, 7)), ("3 7", (3, 7)), (" [3, 7] ", (3, 7)),
                                              ("[]", ()), (",", ()), ("[5]", (5,))])
 def test_shard_cls_entries(entry, expected):
-    assert parse_cls(entry.encode()) == expected
+    assert parse_labels(entry.encode()) == expected
 
 
 @pytest.mark.parametrize("entry", ["3;7", "[3, x]", "3,-1", ""])
 def test_bad_shard_cls_entries_are_errors(entry):
     with pytest.raises(ValueError):
-        parse_cls(entry)
+        parse_labels(entry)
 
 
 @pytest.fixture(scope="module")

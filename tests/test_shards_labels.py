@@ -52,7 +52,7 @@ def test_classnames_file_sets_the_order_and_an_unknown_label_is_a_counted_skip(t
 
 def test_numbers_among_class_names_and_empty_cells_are_bad_labels(tmp_path):
     (tmp_path / "ok.jpg").write_bytes(image_bytes())
-    rows = [{"image": "ok.jpg", "label": v} for v in ("dog", 3, None, "cat", "10", [1], "dog")]
+    rows = [{"image": "ok.jpg", "label": v} for v in ("dog", 3, None, "cat", "10", ["dog", 1], "dog")]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
@@ -64,7 +64,7 @@ def test_numbers_among_class_names_and_empty_cells_are_bad_labels(tmp_path):
     assert "row 2: label 3 is a number in a column of class names such as 'cat'" in failed[1]
     assert "row 3: the label is null" in failed[2]
     assert "row 5: label '10' is a number in a column of class names" in failed[4]  # never a class named "10"
-    assert "row 6: label [1] is a list in a column of class names" in failed[5]
+    assert "row 6: in label list ['dog', 1]: label 1 is a number in a column of class names" in failed[5]
     assert (out / "classnames.txt").read_text() == "cat\ndog\n"
 
 

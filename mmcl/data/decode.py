@@ -13,7 +13,7 @@ import torch
 
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
-from mmcl.data.label import parse_label
+from mmcl.data.label import parse_labels
 from mmcl.data.text import TextAugmentConfig
 from mmcl.data.views import SecondViewConfig, image_view_transform, view_key
 from mmcl.errors import UserError
@@ -35,7 +35,11 @@ def load_media(modality: str, data: bytes, transform: Callable, image_limits: im
 
 class SampleDecoder:
     """Raw sample to {__key__, <media modality>: tensor, text: str, label: int}, each only where present; with
-    `second_view`, also "<m>_view" for each of its modalities m present (see mmcl.data.views)."""
+    `second_view`, also "<m>_view" for each of its modalities m present (see mmcl.data.views).
+
+    `label` is a `cls` entry's class index; a `cls` holding a label list (mmcl.data.label) leaves the sample
+    without one (batches then hold -1 for it, as for a sample without `cls`), since a batch's `label` is one class
+    per row; a malformed `cls` fails the sample as a bad label."""
 
     def __init__(self, modalities: list[str], transforms: dict[str, Callable], text_augment: TextAugmentConfig | None,
                  image_limits: image.ImageLimits, second_view: SecondViewConfig | None = None):
@@ -81,9 +85,11 @@ class SampleDecoder:
                     out[view_key("text")] = text.augment(caption, self.text_view, rng)
         if "cls" in raw:
             try:
-                out["label"] = parse_label(raw["cls"])
+                label = parse_labels(raw["cls"])
             except (UnicodeDecodeError, ValueError) as err:
                 raise SampleError(key, "bad label", str(err)) from err
+            if isinstance(label, int):  # a label list has no one class: the sample is kept, without a label
+                out["label"] = label
         if not any(m in out for m in self.modalities):
             raise SampleError(key, "no usable modality", f"has {sorted(k for k in raw if not k.startswith('__'))}")
         return out

@@ -15,11 +15,11 @@ from typing import Iterator
 
 from mmcl.data import audio, image, text
 from mmcl.data.failures import FailureCounter, SampleError
-from mmcl.data.label import parse_label
+from mmcl.data.label import parse_label, parse_labels
 from mmcl.data import expand_urls
 from mmcl.data.streams import read_shards
 from mmcl.errors import UserError
-from mmcl.eval.label_lists import LIST_HINT, SEPARATOR, manifest_list, parse_cls
+from mmcl.eval.label_lists import LIST_HINT, SEPARATOR, manifest_list
 
 EXTENSIONS = {"image": image.EXTENSIONS, "audio": audio.EXTENSIONS}
 CLASSNAMES_FILE = "classnames.txt"
@@ -110,7 +110,7 @@ def _raw_item(key: str, raw: dict) -> RawItem:
         modality = _modality_of_extension(ext)
         if modality is not None and modality not in media:
             media[modality] = value
-    label = parse_cls(raw["cls"]) if "cls" in raw else None
+    label = parse_labels(raw["cls"]) if "cls" in raw else None
     return RawItem(key, media, text.decode_captions(raw), label)
 
 

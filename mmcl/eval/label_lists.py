@@ -1,6 +1,6 @@
 """Multi-label data: items carrying a list of classes, read from shards and manifests, and the [N, C] target matrix.
 
-How a list is written:
+How a list is written (the shard and CSV/TSV syntax is mmcl.data.label's, shared with `mmcl shards prepare`):
 - shards: a `cls` entry of several class indices separated by commas and/or spaces, optionally in brackets, so
   JSON works too: `3,7`, `3 7`, `[3, 7]`; `[]` (or a lone `,`) is the empty list. A single index is a plain label.
 - JSON Lines manifests: `"label": [3, "dog"]`, class indices and/or class names; `[]` is the empty list.
@@ -14,31 +14,18 @@ plain labels as one-class lists); in multi-label data a plain label is the list 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from mmcl.data.label import parse_label
+from mmcl.data.label import LIST_SEPARATOR as SEPARATOR, parse_label, split_list
 from mmcl.errors import UserError
 
 if TYPE_CHECKING:
     from mmcl.eval.embed import Embedded
 
-SEPARATOR = ";"  # between the entries of a CSV/TSV label list
 LIST_HINT = f"a label list is a JSON list in JSON Lines, or {SEPARATOR!r}-separated in CSV/TSV"
-_SHARD_SPLIT = re.compile(r"[,\s]+")
-
-
-def parse_cls(data: bytes | str) -> int | tuple[int, ...]:
-    """A shard's `cls` entry: one class index, or a tuple of them for a label list; ValueError if malformed."""
-    text = (data.decode("utf-8") if isinstance(data, bytes) else data).strip()
-    bracketed = text.startswith("[") and text.endswith("]")
-    body = text[1:-1].strip() if bracketed else text
-    if not bracketed and not _SHARD_SPLIT.search(body):
-        return parse_label(body)
-    return tuple(parse_label(entry) for entry in _SHARD_SPLIT.split(body) if entry)
 
 
 def manifest_list(value, path: Path, number: int) -> tuple[int | str, ...] | None:
@@ -46,15 +33,13 @@ def manifest_list(value, path: Path, number: int) -> tuple[int | str, ...] | Non
     label is not a list. A UserError naming the row for a malformed list."""
     if isinstance(value, list):
         return tuple(_entry(entry, value, path, number) for entry in value)
-    if path.suffix == ".jsonl" or not isinstance(value, str) or SEPARATOR not in value:
+    if path.suffix == ".jsonl" or not isinstance(value, str):
         return None
-    entries = [entry.strip() for entry in value.split(SEPARATOR)]
-    if not any(entries):
-        return ()
-    if not all(entries):
-        raise UserError(f"{path} row {number}: label list {value[:60]!r} has an empty entry (entries are "
-                        f"separated by a single {SEPARATOR!r}; a lone {SEPARATOR!r} is the empty list)")
-    return tuple(_entry(entry, value, path, number) for entry in entries)
+    try:
+        entries = split_list(value)
+    except ValueError as err:
+        raise UserError(f"{path} row {number}: {err}") from None
+    return None if entries is None else tuple(_entry(entry, value, path, number) for entry in entries)
 
 
 def _entry(entry, value, path: Path, number: int) -> int | str:
