@@ -19,7 +19,13 @@ def free_port() -> int:
 
 
 def _entry(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+    import torch
     from accelerate.state import AcceleratorState
+
+    # First of all: a test before this one may have run OpenMP with several threads in the test process, and the
+    # OpenMP runtime's thread pool does not survive a fork; one thread keeps the child off it (as DataLoader
+    # workers do). The trainer then chooses its own count, one thread per process here.
+    torch.set_num_threads(1)
 
     # What torchrun sets. Accelerate's process state is a singleton: one the test process built before the fork
     # (single process) must not stand in for this process's.
