@@ -37,7 +37,8 @@ def register(parser) -> None:
     parser.add_argument("--weights", help="`ema`: a run's moving average of the weights; a .safetensors file for "
                         "open_clip:NAME.")
     parser.add_argument("--modality", choices=("image", "audio"), help="The media paired with captions (default: "
-                        "image if the model has an image tower, else audio).")
+                        "image where the model has an image tower and the shards' first samples hold images, else "
+                        "audio).")
     parser.add_argument("--output", help=f"Parquet file of per-sample scores (default SHARDS/{PARQUET}).")
     parser.add_argument("--report", metavar="DIR", help=f"Folder for report.md, thumbnails/ and metrics.json "
                         f"(default: {REPORT_DIR}/ beside the Parquet file).")
@@ -98,7 +99,7 @@ def audit(args, data: Path, rank: int, world_size: int, device: str):
 
     model, transforms, tokenizer, description = load_eval_model(args.model, args.weights)
     model.to(device).eval()
-    modality = args.modality or ("image" if "image" in model.modalities else "audio")
+    modality = args.modality or AuditedShards(data).media_modality(model.modalities)
     loading = Loading(torch.device(device), args.batch_size, args.workers, rank=rank, world_size=world_size)
     pairs = embed_pairs(model, transforms.eval, tokenizer, AuditedShards(data), modality, loading)
     count = len(pairs.keys)

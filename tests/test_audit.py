@@ -29,6 +29,7 @@ from mmcl.audit.shards import AuditedShards
 from mmcl.errors import UserError
 from mmcl.eval.embed import Loading
 from pipelines.cli import main as mmcl
+from tests.shard_factory import write_shards
 from tests.train_fixtures import shape_shards
 
 
@@ -164,6 +165,8 @@ def shard_keys(folder) -> list[tuple[str, str]]:
 
 def test_mmcl_audit_writes_scores_report_and_metrics(poisoned_shards, tmp_path, capsys):
     output, report = tmp_path / "scores.parquet", tmp_path / "report"
+    (report / "thumbnails").mkdir(parents=True)
+    (report / "thumbnails" / "999.png").write_bytes(b"an earlier audit's")  # ROW numbers would now lie
     assert mmcl(["audit", "tiny", "--data", str(poisoned_shards), "--output", str(output), "--report", str(report),
                  "--k", "5", "--chunk", "7"]) == 0
     printed = capsys.readouterr().out
@@ -187,6 +190,20 @@ def test_mmcl_audit_writes_scores_report_and_metrics(poisoned_shards, tmp_path, 
     assert "## Finding the poisoned samples" in markdown and "## Top 20 by similarity" in markdown
     assert "1 undecodable image" in markdown and "a photo of a banana" in markdown
     assert len(list((report / "thumbnails").glob("*.png"))) >= 20
+    assert not (report / "thumbnails" / "999.png").exists()
+
+
+def test_audio_text_shards_are_audited_by_their_audio_by_default(tmp_path):
+    from tests.shard_factory import tone
+
+    write_shards(tmp_path / "shards", [{"__key__": f"t{i:02d}", "flac": tone(0.2, hz=200.0 + 50 * i),
+                                        "txt": f"a tone of {200 + 50 * i} hertz"} for i in range(12)], per_shard=6)
+    output = tmp_path / "scores.parquet"
+    # tiny-audio has image, audio and text towers: the shards hold no images, so the audio is what is audited.
+    assert mmcl(["audit", "tiny-audio", "--data", str(tmp_path / "shards"), "--output", str(output),
+                 "--k", "3"]) == 0
+    table = pyarrow.parquet.read_table(output).to_pydict()
+    assert len(table["key"]) == 12 and {"knn_audio", "dao_audio", "knn_text"} <= set(table)
 
 
 def test_mistakes_are_named(poisoned_shards, tmp_path, capsys):

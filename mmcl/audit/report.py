@@ -69,7 +69,10 @@ def write_report(folder: Path, header: list[str], metrics: dict | None, keys: li
                  scores: dict[str, torch.Tensor], poisoned: torch.Tensor | None, items: dict[tuple[str, str], RawItem],
                  top: int) -> Path:
     """folder/report.md: `header` lines, the detection metrics (also folder/metrics.json), then each score's `top`
-    samples with a thumbnail (folder/thumbnails/ROW.png) and caption from `items`."""
+    samples with a thumbnail (folder/thumbnails/ROW.png) and caption from `items`. Thumbnails of an earlier audit
+    into the same folder are removed first: ROW numbers another sample now."""
+    for stale in (folder / THUMBNAILS).glob("*.png"):
+        stale.unlink()
     lines = [f"# Audit of {len(keys)} samples", "", *header, ""]
     if metrics is not None:
         names = [n for n in next(iter(metrics.values())) if n != "auroc"]

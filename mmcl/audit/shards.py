@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from itertools import islice
 from typing import Iterator
 
 from mmcl.data.failures import FailureCounter
@@ -37,6 +38,18 @@ class AuditedShards(ShardSource):
                     if split_key(item.key) in wanted:
                         found[split_key(item.key)] = item
         return found
+
+
+    def media_modality(self, model_modalities: list[str], looked_at: int = 64) -> str:
+        """The media an audit pairs with captions by default: image where the model has an image tower and the
+        first samples hold images, else audio where they hold audio (an image-text-audio model on audio-text
+        shards), else what the model has."""
+        held = {m for part in self.parts()[:1] for item in islice(part(FailureCounter()), looked_at)
+                for m in item.media}
+        for modality in ("image", "audio"):
+            if modality in model_modalities and modality in held:
+                return modality
+        return "image" if "image" in model_modalities else "audio"
 
 
 class _TaggedPart:
