@@ -32,10 +32,18 @@ def run_train(args) -> int:
     from mmcl.training.config import PretrainConfig
 
     overrides = list(args.overrides) + ([f"train.resume={args.resume}"] if args.resume else [])
-    load_config(PretrainConfig, args.config, overrides)  # the config's own mistakes, before torch is imported
+    cfg = load_config(PretrainConfig, args.config, overrides)  # the config's own mistakes, before torch is imported
+    if args.num_processes > 1:
+        # Checked once here, not in N processes, and without importing the recipe (its tower libraries take
+        # seconds) in a launcher that only waits for torchrun.
+        from mmcl.training.launch import launch_local
+        from mmcl.training.preflight import check_compatible
+
+        check_compatible(cfg)
+        return launch_local(args.num_processes, "pipelines.pretrain", [args.config, *overrides])
     from pipelines import pretrain
 
-    return pretrain.run(args.config, overrides, args.num_processes)
+    return pretrain.main([args.config, *overrides])
 
 
 # --- mmcl eval

@@ -28,24 +28,25 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmcl.config import load_config, save_config
-from mmcl.data import build_loader, expand_urls
+from mmcl.data import build_loader
 from mmcl.errors import UserError
 from mmcl.losses.objective import Objective, model_for_objective
 from mmcl.models import create_model
 from mmcl.models.factory import resolve_model_config
-from mmcl.models.patch_dropout import PatchDropoutSchedule, check_unmasked_steps
+from mmcl.models.patch_dropout import PatchDropoutSchedule
 from mmcl.optim import build_optimizer, build_scheduler
-from mmcl.training import checkpoints, fsdp
+from mmcl.training import fsdp
 from mmcl.training.accumulation import concat_batches
 from mmcl.training.checkpoint_manager import CheckpointManager
 from mmcl.training.compile import compile_towers
 from mmcl.training.console import DataWaitWatch, eval_line, summary
 from mmcl.training.data_stream import DataStream
 from mmcl.training.ema import WeightAverage
-from mmcl.training.launch import default_cpu_threads, launch_local
+from mmcl.training.launch import default_cpu_threads
 from mmcl.training.metrics import MetricsLogger, batch_geometry, log_start, tracker_hparams
 from mmcl.training.nonfinite import NonFiniteGuard
 from mmcl.training.periodic_eval import PeriodicEvaluator
+from mmcl.training.preflight import check_compatible
 from mmcl.training.run_folder import interrupted, set_aside_previous_attempt
 from mmcl.training.task import ContrastiveTask
 from mmcl.training.config import PretrainConfig
@@ -53,63 +54,6 @@ from mmcl.training.config import PretrainConfig
 log = logging.getLogger("mmcl.train")
 
 PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
-
-def check_compatible(cfg: PretrainConfig) -> None:
-    """Cross-section checks and the inputs' presence, needing neither decoded data nor a built model, so that a
-    wrong config or a missing input fails at once, before the run folder is made."""
-    model_cfg = resolve_model_config(cfg.model)
-    model_modalities = list(model_cfg.towers)
-    missing = [m for m in cfg.data.modalities if m not in model_modalities]
-    if missing:
-        raise UserError(f"data.modalities lists {missing} but the model has towers only for {model_modalities}")
-    check_trained_modalities(cfg)
-    check_unmasked_steps(cfg.train.unmasked_steps, model_cfg)
-    for task in cfg.eval.tasks if cfg.eval is not None else []:
-        if not Path(task.data.path).exists():
-            raise UserError(f"eval task {task.label}: data path {task.data.path} does not exist")
-    if cfg.train.precision == "fp16" and not torch.cuda.is_available():
-        # Accelerate would run fp16 on CPU as plain fp32, silently.
-        raise UserError("train.precision=fp16 needs a GPU (loss-scaled fp16 is a GPU mode); on CPU use bf16 or fp32")
-    if cfg.train.fsdp is not None:
-        fsdp.require_gpu()
-    checkpoint_dir = Path(cfg.train.output_dir) / "checkpoints"
-    if cfg.train.resume is None and checkpoints.complete_checkpoints(checkpoint_dir):
-        raise UserError(f"{checkpoint_dir} already holds checkpoints: continue with train.resume=latest "
-                        "(or --resume latest|auto), or choose another train.output_dir")
-    for source in cfg.data.shard_sources():
-        expand_urls(source.shards)  # names a missing shard or a folder without any (URLs are checked when read)
-
-
-def check_trained_modalities(cfg: PretrainConfig) -> None:
-    """Every modality of data.modalities must be in some loss term: one that none uses is decoded and embedded
-    for nothing, and its tower never learns."""
-    objective = Objective(cfg.loss)
-    used, described = set(), []
-    for term, loss in zip(cfg.loss, objective.losses):
-        # A loss names the modalities it compares; None (pairwise, the multi-view losses) means every modality the
-        # model outputs, and a loss that does not say is taken to use them all too.
-        named = getattr(loss, "modalities", None)
-        used.update(cfg.data.modalities if named is None else named)
-        described.append(f"{term.name} on {'-'.join(named) if named is not None else 'every modality'}")
-    unused = [m for m in cfg.data.modalities if m not in used]
-    if unused:
-        listed = ", ".join(unused)
-        pair = [unused[0], next((m for m in cfg.data.modalities if m != unused[0]), "text")]
-        raise UserError(f"data.modalities lists {listed}, which no loss term uses ({'; '.join(described)}): its "
-                        f"tower would train on nothing. Use a loss over every modality, e.g. 'loss=[{{name: "
-                        f"pairwise}}]' (CLIP over every pair), or add a term on {listed}, e.g. {{name: clip, "
-                        f"options: {{modalities: [{', '.join(pair)}]}}}}, or drop {listed} from data.modalities")
-    # Second views (data.second_view) exist for the losses that read them (inmodal), and only for those.
-    wanted = {m for loss in objective.losses for m in getattr(loss, "views", ())}
-    have = set(cfg.data.second_view.modalities) if cfg.data.second_view is not None else set()
-    if wanted - have:
-        raise UserError(f"a loss term reads a second view of {sorted(wanted - have)}: set data.second_view with "
-                        f"modalities: {sorted(wanted | have)}")
-    if have - wanted:
-        raise UserError(f"data.second_view lists {sorted(have - wanted)}, but no loss term reads a second view of "
-                        f"it: it would be decoded and embedded for nothing (add a term such as {{name: inmodal, "
-                        f"options: {{modalities: {sorted(have)}}}}}, or drop it from data.second_view)")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -344,14 +288,6 @@ def main(argv: list[str] | None = None, recipe_class: type[PretrainRecipe] = Pre
     if checkpoint is not None:
         print(f"checkpoint: {checkpoint}")
     return 0
-
-
-def run(config: str, overrides: list[str], num_processes: int = 1) -> int:
-    """`mmcl train`: in this process, or in `num_processes` local ones through torchrun."""
-    if num_processes > 1:
-        check_compatible(load_config(PretrainConfig, config, overrides))  # fail once here, not in N processes
-        return launch_local(num_processes, "pipelines.pretrain", [config, *overrides])
-    return main([config, *overrides])
 
 
 if __name__ == "__main__":

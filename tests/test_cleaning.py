@@ -22,7 +22,8 @@ from mmcl.data.views import SecondViewConfig
 from mmcl.errors import UserError
 from mmcl.losses import create_loss
 from mmcl.training.config import PretrainConfig
-from pipelines.pretrain import check_compatible, train
+from mmcl.training.preflight import check_compatible
+from pipelines.pretrain import train
 from tests.shard_factory import image_text_samples, image_transforms, tokenizer, write_shards
 from tests.test_models_foundation import single_thread  # noqa: F401  (autouse: reproducible CPU maths)
 from tests.test_train_compile import shards  # noqa: F401  (fixture: one shard of 24 shapes)

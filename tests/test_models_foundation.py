@@ -158,3 +158,15 @@ def test_models_show_prints_parameters_and_flops_per_tower(capsys):
     assert set(rows) == {"image", "text", "audio", "total"}
     assert rows["audio"][1:3] == ["ast", "1x64x201"]
     assert int(rows["total"][1].replace(",", "")) == sum(int(rows[m][3].replace(",", "")) for m in ("image", "text", "audio"))
+
+
+@pytest.mark.parametrize("name", ["CLIPVisionCfg", "CLIPTextCfg"])
+def test_open_clip_config_keys_read_from_its_source_are_its_dataclass_fields(name):
+    # Config validation reads them from the source so as not to import open_clip (seconds) in a launcher.
+    import dataclasses
+
+    from open_clip import model
+
+    from mmcl.models.config import open_clip_source_fields
+
+    assert open_clip_source_fields(name) == {f.name for f in dataclasses.fields(getattr(model, name))}

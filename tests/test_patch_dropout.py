@@ -17,7 +17,7 @@ import yaml
 from mmcl.config import ConfigError, load_config, read_yaml
 from mmcl.errors import UserError
 from mmcl.models import create_model
-from mmcl.models.factory import CONFIG_DIR
+from mmcl.models.catalog import CONFIG_DIR
 from mmcl.training.config import PretrainConfig
 from pipelines.cli import main as mmcl
 from pipelines.pretrain import PretrainRecipe, train

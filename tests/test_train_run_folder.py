@@ -12,7 +12,7 @@ import pytest
 
 from mmcl.config import load_config
 from mmcl.errors import UserError
-from mmcl.training import checkpoints
+from mmcl.training import checkpoints, preflight
 from mmcl.training.config import PretrainConfig
 from pipelines import pretrain
 from pipelines.cli import main as mmcl
@@ -38,8 +38,8 @@ def test_a_modality_no_loss_term_uses_is_refused_before_the_run_folder_is_made(s
     assert "data.modalities lists audio, which no loss term uses (clip on image-text)" in message
     assert "'loss=[{name: pairwise}]'" in message and "{name: clip, options: {modalities: [audio, image]}}" in message
     assert not out.exists()
-    pretrain.check_compatible(_config(shards, out, *three, "loss=[{name: pairwise}]"))  # every pair: all trained
-    pretrain.check_compatible(_config(shards, out, *three, "loss=[{name: clip}, {name: clip, options: "
+    preflight.check_compatible(_config(shards, out, *three, "loss=[{name: pairwise}]"))  # every pair: all trained
+    preflight.check_compatible(_config(shards, out, *three, "loss=[{name: clip}, {name: clip, options: "
                                                             "{modalities: [audio, text]}}]"))
 
 

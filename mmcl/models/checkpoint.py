@@ -17,7 +17,6 @@ from safetensors.torch import load_file, save_file
 
 from mmcl.errors import UserError
 from mmcl.models.config import ModelConfig
-from mmcl.models.factory import create_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "model.yaml"
@@ -65,6 +64,8 @@ def load_model(folder: str | Path):
     for tower_cfg in cfg.towers.values():
         if tower_cfg.type == "hf_text" and not Path(tower_cfg.path).is_absolute():
             tower_cfg.path = str(folder / tower_cfg.path)
+    from mmcl.models.factory import create_model  # here: the checkpoint layout stays light to import
+
     model, transforms, tokenizer = create_model(cfg)
     try:
         state = load_file(folder / WEIGHTS)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from mmcl.config import read_yaml, validate
 from mmcl.errors import UserError
-from mmcl.models.catalog import CONFIG_DIR, builtin_models
-from mmcl.models.config import CLIP_LOGIT_SCALE_INIT, ModelConfig
+from mmcl.models.catalog import list_models, resolve_model_config  # noqa: F401  (re-exported: the factory's API)
+from mmcl.models.config import CLIP_LOGIT_SCALE_INIT
 from mmcl.models.locking import lock
 from mmcl.models.multimodal import MultimodalModel
 from mmcl.models.towers import Tower, build_tower
@@ -26,25 +24,6 @@ class ModalityTransforms:
 
     train: dict[str, Callable] = field(default_factory=dict)
     eval: dict[str, Callable] = field(default_factory=dict)
-
-
-def list_models() -> list[str]:
-    """Names of the built-in model configs."""
-    return list(builtin_models())
-
-
-def resolve_model_config(name_or_config: str | Path | dict | ModelConfig) -> ModelConfig:
-    """A ModelConfig from a built-in name, a YAML path, a dict or a ModelConfig."""
-    if isinstance(name_or_config, ModelConfig):
-        return name_or_config
-    if isinstance(name_or_config, dict):
-        return validate(ModelConfig, name_or_config, "model config")
-    path = Path(name_or_config)
-    if path.suffix not in (".yaml", ".yml"):
-        path = CONFIG_DIR / f"{name_or_config}.yaml"
-        if not path.is_file():
-            raise UserError(f"unknown model {str(name_or_config)!r}; built-in models: {', '.join(list_models())}")
-    return validate(ModelConfig, read_yaml(path), str(path))
 
 
 def _prepare_tower(modality: str, tower_cfg, embed_dim: int) -> Tower:

@@ -32,13 +32,6 @@ def require_patch_dropout(encoder: nn.Module, rate: float, what: str) -> None:
         raise no_patches(what, rate)
 
 
-def check_unmasked_steps(unmasked_steps: int, model_cfg) -> None:
-    """train.unmasked_steps ends patch dropout: a model without it is a config mistake, not a no-op."""
-    if unmasked_steps and not any(getattr(t, "patch_dropout", 0) for t in model_cfg.towers.values()):
-        raise UserError(f"train.unmasked_steps={unmasked_steps} turns patch dropout off for the last steps, but no "
-                        "tower of the model sets patch_dropout")
-
-
 class PatchDropoutSchedule:
     """Each tower's configured rate until the last `unmasked_steps` of `steps`, then 0 (FLIP's unmasked tuning,
     open_clip's --force-patch-dropout 0). `apply(step)` depends on the step alone, so a run resumed inside the
