@@ -67,6 +67,7 @@ class PretrainRecipe:
     def __init__(self, cfg: PretrainConfig):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.output_dir)
+        self.threads_before = torch.get_num_threads()
 
     # --- builders
     def build_accelerator(self, model) -> Accelerator:
@@ -258,6 +259,8 @@ class PretrainRecipe:
             self.accelerator.end_training()
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        # A run inside a longer-lived process (a notebook, a test session) leaves the thread count as it found it.
+        torch.set_num_threads(self.threads_before)
 
 
 def train(cfg: PretrainConfig, recipe_class: type[PretrainRecipe] = PretrainRecipe) -> Path | None:

@@ -160,10 +160,12 @@ def test_training_with_inmodal_term_and_drop_flagged(shards, tmp_path):
     table = scores_table(tmp_path / "audit.parquet", keys, [1.0 if i < 8 else 0.0 for i in range(24)])
     out = tmp_path / "run"
     cfg = load_config(PretrainConfig, "configs/demo.yaml", [
-        *overrides(shards, out, **{"train.steps": 2, "data.num_workers": 0, "train.cpu_threads": 1}),
+        *overrides(shards, out, **{"train.steps": 2, "data.num_workers": 0, "train.cpu_threads": 2}),
         "loss=[{name: clip}, {name: inmodal, weight: 0.5}]", "data.second_view={}",
         f"data.drop_flagged={{scores: {table}, score: knn_image, threshold: 0.5}}"])
+    threads = torch.get_num_threads()
     train(cfg)
+    assert torch.get_num_threads() == threads  # the run's two compute threads end with it
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "inmodal/image-text" in r]
     assert len(steps) == 2 and all(math.isfinite(r["inmodal/image-text"]) for r in steps)
