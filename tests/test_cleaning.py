@@ -97,6 +97,26 @@ def test_second_views_are_decoded_augmented_and_collated(tmp_path):
     assert "image_view" not in evaluated and "text_view" not in evaluated
 
 
+def test_an_audio_view_is_another_window_of_the_clip_and_a_missing_image_has_no_view(tmp_path):
+    from mmcl.data.audio import AudioFrontEndConfig, AudioTransform
+    from tests.shard_factory import jpeg_bytes, tone
+
+    samples = [{"__key__": f"a{i}", "flac": tone(2.0, hz=300.0 + 40 * i), "txt": f"tone {i}"} for i in range(3)]
+    samples.append({"__key__": "picture", "jpg": jpeg_bytes(noise_seed=1), "txt": "a picture"})
+    write_shards(tmp_path, samples, per_shard=4)
+    transforms = {**TRANSFORMS["train"], "audio": AudioTransform(AudioFrontEndConfig(clip_seconds=0.5), train=True)}
+    cfg = DataConfig(train_shards=str(tmp_path), batch_size=4, num_workers=0, modalities=["image", "audio", "text"],
+                     second_view=SecondViewConfig(modalities=["image", "audio"]))
+    (batch,) = list(build_loader(cfg, transforms, TOKENIZER, train=True))
+    audio = batch["audio_mask"]
+    assert audio.sum() == 3 and torch.equal(batch["audio_view_mask"], audio)
+    assert batch["audio_view"].shape == batch["audio"].shape
+    # A 0.5 s window drawn twice from a 2 s clip: another stretch of the tone, not a copy of the first.
+    assert not torch.equal(batch["audio_view"][audio], batch["audio"][audio])
+    assert torch.equal(batch["image_view_mask"], batch["image_mask"]) and batch["image_mask"].sum() == 1
+    assert batch["image_view"][~batch["image_mask"]].abs().sum() == 0  # the placeholder, like the image's own
+
+
 def test_second_view_settings_are_checked(shards, tmp_path):
     with pytest.raises(ValidationError, match="second_view.modalities lists \\['audio'\\]"):
         DataConfig(train_shards="x", second_view={"modalities": ["audio"]})
