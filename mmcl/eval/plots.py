@@ -76,12 +76,7 @@ def per_class_accuracy(result: dict) -> Figure:
         ax.axhline(metrics["top1"], color="tab:green")
         ax.axhspan(*interval, color="tab:green", alpha=0.2, label=f"top-1, all items {metrics['top1']:.3f}\n"
                    f"{100 * result['bootstrap']['level']:g}% interval [{interval[0]:.3f}, {interval[1]:.3f}]")
-    ax.set_xticks(range(len(names)), [f"{_short(n)} ({c})" for n, c in zip(names, counts)], rotation=90, fontsize=7)
-    ax.set_xlim(-0.6, len(names) - 0.4)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("class (items)")
-    ax.set_ylabel("top-1 accuracy")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    _per_class_axes(ax, names, counts, "items", "top-1 accuracy")
     return fig
 
 
@@ -102,14 +97,18 @@ def per_class_average_precision(result: dict) -> Figure:
     ax.axhline(metrics["mAP"], color="tab:green", label=label)
     if interval:
         ax.axhspan(*interval, color="tab:green", alpha=0.2)
-    ax.set_xticks(range(len(names)), [f"{_short(n)} ({c})" for n, c in zip(names, positives)], rotation=90,
-                  fontsize=7)
+    _per_class_axes(ax, names, positives, "positive items", "average precision")
+    return fig
+
+
+def _per_class_axes(ax, names: list[str], counts: list[int], counted: str, ylabel: str) -> None:
+    """A per-class bar chart's axes: each class named with its count, a 0..1 scale, the legend beside the plot."""
+    ax.set_xticks(range(len(names)), [f"{_short(n)} ({c})" for n, c in zip(names, counts)], rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("class (positive items)")
-    ax.set_ylabel("average precision")
+    ax.set_xlabel(f"class ({counted})")
+    ax.set_ylabel(ylabel)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    return fig
 
 
 def confusion(result: dict) -> Figure:
