@@ -62,13 +62,15 @@ class Source:
         self.classnames = classnames
         self.templates = templates
         self.classnames_file = classnames_file  # named in errors about the label text
+        self.split: str | None = None  # the part of `path` read, where a split was asked for
 
     def parts(self) -> list:
         raise NotImplementedError
 
     def describe(self) -> dict:
         return {"path": str(self.path), "format": self.format,
-                "classnames_file": str(self.classnames_file) if self.classnames_file else None}
+                "classnames_file": str(self.classnames_file) if self.classnames_file else None,
+                **({"split": self.split} if self.split is not None else {})}
 
 
 def _modality_of_extension(ext: str) -> str | None:
@@ -76,16 +78,24 @@ def _modality_of_extension(ext: str) -> str | None:
 
 
 class ShardSource(Source):
-    """WebDataset shards: `DIR/*.tar`, or CLIP_benchmark's `DIR/test/*.tar`, with classnames.txt and templates in DIR."""
+    """WebDataset shards: `DIR/*.tar`, or CLIP_benchmark's `DIR/test/*.tar` (`DIR/SPLIT/*.tar` for a named split),
+    with classnames.txt and templates in DIR."""
 
-    def __init__(self, path: Path, classnames_file: Path | None = None):
-        split = path / "test"
-        shard_dir = split if split.is_dir() and any(split.glob("*.tar")) else path
+    def __init__(self, path: Path, classnames_file: Path | None = None, split: str | None = None):
+        if split is not None:
+            if not any((path / split).glob("*.tar")):
+                raise UserError(f"{path}: no shards in its split folder {split}/ (splits here: "
+                                f"{', '.join(_split_folders(path)) or 'none'})")
+            shard_dir = path / split
+        else:
+            test = path / "test"
+            shard_dir = test if test.is_dir() and any(test.glob("*.tar")) else path
         self.urls = expand_urls(str(shard_dir))
         classnames_file = classnames_file or (path / CLASSNAMES_FILE if (path / CLASSNAMES_FILE).is_file() else None)
         templates_file = path / TEMPLATES_FILE
         super().__init__(path, "shards", read_lines(classnames_file) if classnames_file else None,
                          read_lines(templates_file) if templates_file.is_file() else None, classnames_file)
+        self.split = split
 
     def parts(self) -> list:
         return [_ShardPart(url) for url in self.urls]
@@ -156,14 +166,19 @@ def class_folders(root: Path, classnames_file: Path | None = None) -> ListSource
     return ListSource(root, "class_folders", items, classnames, classnames_file)
 
 
-def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
+def _split_folders(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def manifest(path: Path, classnames_file: Path | None = None, split: str | None = None) -> ListSource:
     """CSV/TSV (header row) or JSON Lines with `image` and/or `audio` paths (relative to the manifest's folder),
     optional `text` (JSON Lines: a string or a list of captions) and optional `label` (an index or a class name,
     or a label list of them: see `label_lists`).
 
     In a manifest with labels (a `label` column, or any JSON line with one) every row needs one: a missing or bad
     label is an error naming the row, as it would shift the class list. A row whose media or text has the wrong
-    type is skipped and counted as a bad manifest row.
+    type is skipped and counted as a bad manifest row. With `split`, only the rows whose `split` column holds it are
+    items, while class names from label text come from every row, so that all splits number the classes alike.
     """
     rows, labelled = _manifest_rows(path)
     labels = [_manifest_label(row.get("label"), path, number) if labelled else None
@@ -180,9 +195,24 @@ def manifest(path: Path, classnames_file: Path | None = None) -> ListSource:
         if unknown is not None:
             hint = f" ({LIST_HINT})" if any(mark in unknown for mark in ",|" + SEPARATOR) else ""
             raise UserError(f"{path} row {number}: label {unknown!r} is not one of the class names{hint}")
+    chosen = _split_rows(path, rows, split)
     items = [_manifest_item(path, number, row, _resolved(label, classnames))
-             for number, (row, label) in enumerate(zip(rows, labels), start=1)]
-    return ListSource(path, "manifest", items, classnames, classnames_file)
+             for number, (row, label) in enumerate(zip(rows, labels), start=1) if number in chosen]
+    source = ListSource(path, "manifest", items, classnames, classnames_file)
+    source.split = split
+    return source
+
+
+def _split_rows(path: Path, rows: list[dict], split: str | None) -> set[int]:
+    """The (1-based) numbers of the rows in `split`; every row without one. A UserError where none is in it."""
+    if split is None:
+        return set(range(1, len(rows) + 1))
+    chosen = {number for number, row in enumerate(rows, start=1) if str(row.get("split", "")).strip() == split}
+    if not chosen:
+        found = sorted({str(row["split"]).strip() for row in rows if row.get("split") not in (None, "")})
+        raise UserError(f"{path}: no row has split {split!r} (" + (f"its splits: {', '.join(found)}" if found else
+                        "it has no split column") + ")")
+    return chosen
 
 
 def _check_separators(path: Path, labels: list) -> None:
@@ -271,8 +301,14 @@ def _is_integer(text: str) -> bool:
     return True
 
 
-def open_source(path: str | Path, format: str = "auto", classnames_file: str | Path | None = None) -> Source:
-    """The source at `path`; `auto` tells the formats apart by what the path holds."""
+def open_spec(spec) -> Source:
+    """The source a task's data spec (`mmcl.eval.tasks.DataSpec`) names."""
+    return open_source(spec.path, spec.format, spec.classnames, spec.split)
+
+
+def open_source(path: str | Path, format: str = "auto", classnames_file: str | Path | None = None,
+                split: str | None = None) -> Source:
+    """The source at `path` (its part `split`, if given); `auto` tells the formats apart by what the path holds."""
     path = Path(path)
     classnames_file = Path(classnames_file) if classnames_file else None
     if classnames_file is not None and not classnames_file.is_file():
@@ -282,14 +318,22 @@ def open_source(path: str | Path, format: str = "auto", classnames_file: str | P
     if format == "auto":
         if path.is_file():
             format = "manifest"
-        elif any(path.glob("*.tar")) or any((path / "test").glob("*.tar")):
+        elif any(path.glob("*.tar")) or any((path / (split or "test")).glob("*.tar")):
             format = "shards"
         else:
             format = "class_folders"
     if format == "manifest":
         if path.suffix not in MANIFEST_SUFFIXES:
             raise UserError(f"{path}: a manifest must be one of {', '.join(MANIFEST_SUFFIXES)}")
-        return manifest(path, classnames_file)
+        return manifest(path, classnames_file, split)
     if not path.is_dir():
         raise UserError(f"{path}: expected a folder for format {format}")
-    return ShardSource(path, classnames_file) if format == "shards" else class_folders(path, classnames_file)
+    if format == "shards":
+        return ShardSource(path, classnames_file, split)
+    if split is None:
+        return class_folders(path, classnames_file)
+    if not (path / split).is_dir():
+        raise UserError(f"{path}: no split folder {split}/ (splits here: {', '.join(_split_folders(path)) or 'none'})")
+    source = class_folders(path / split, classnames_file)
+    source.split = split
+    return source

@@ -116,7 +116,7 @@ def embed_source(model, source: Source, modalities: list[str], transforms: dict,
     if missing:
         raise UserError(f"the model has no evaluation transform for {missing}")
     windows = loading.audio_windows if "audio" in modalities else None
-    key = (str(source.path), source.format, tuple(modalities), need_labels,
+    key = (str(source.path), source.split, source.format, tuple(modalities), need_labels,
            None if windows is None else windows.model_dump_json(),
            # a transform that alters the input (a backdoor trigger) names itself: its batches are other batches
            tuple(getattr(transforms.get(m), "cache_tag", None) for m in modalities))

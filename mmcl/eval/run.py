@@ -19,7 +19,7 @@ from mmcl.eval import geometry, label_lists, linear_probe, retrieval
 from mmcl.eval.average_precision import scored_multilabel
 from mmcl.eval.bootstrap import ItemHits, ItemScores, intervals, settings
 from mmcl.eval.cache import DecodedCache
-from mmcl.eval.datasets import open_source
+from mmcl.eval.datasets import open_spec
 from mmcl.eval.embed import Embedded, Loading, check_modalities, embed_source
 from mmcl.eval.models import describe_model, load_eval_model
 from mmcl.eval.report import write_json
@@ -112,7 +112,7 @@ def _item_classes(labels: torch.Tensor, targets: torch.Tensor | None) -> list[li
 def zeroshot_classification(model, transforms, tokenizer, task: ZeroShotClassificationTask,
                             loading: Loading) -> TaskOutput:
     check_modalities(model, [task.modality, "text"], f"zero-shot {task.modality} classification")
-    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    source = open_spec(task.data)
     if not source.classnames:
         raise UserError(f"{source.path}: no class names (add classnames.txt or set the task's data.classnames)")
     where = f"task {task.label}"
@@ -211,7 +211,7 @@ def retrieval_task(model, transforms, tokenizer, task: RetrievalTask, loading: L
     if a == "text":
         a, b = b, a  # the multi-caption side is always the candidate side of `paired_retrieval`
     check_modalities(model, [a, b], f"{a}-{b} retrieval")
-    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    source = open_spec(task.data)
     data = embed_source(model, source, [a, b], transforms, tokenizer, loading)
     owner = data.text_owner if b == "text" else torch.arange(len(data))
     directions = retrieval.paired_ranks(data.features[a], data.features[b], owner, (a, b))
@@ -230,7 +230,7 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
                               loading: Loading) -> TaskOutput:
     modalities = list(task.modalities)
     check_modalities(model, modalities, "three-modality retrieval")
-    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    source = open_spec(task.data)
     data = embed_source(model, source, modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in modalities}
     directions = retrieval.multimodal_ranks(embeddings, task.scorings)
@@ -246,7 +246,7 @@ def multimodal_retrieval_task(model, transforms, tokenizer, task: MultimodalRetr
 
 def geometry_task(model, transforms, tokenizer, task: GeometryTask, loading: Loading) -> TaskOutput:
     check_modalities(model, task.modalities, "embedding geometry")
-    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    source = open_spec(task.data)
     data = embed_source(model, source, task.modalities, transforms, tokenizer, loading)
     embeddings = {m: _paired(data, m) for m in task.modalities}
     metrics = {m: geometry.modality_geometry(e) for m, e in embeddings.items()}
@@ -264,7 +264,7 @@ def linear_probe_task(model, transforms, tokenizer, task: LinearProbeTask, loadi
     score the test features; intervals resample the test items with the probe held fixed."""
     m = task.modality
     check_modalities(model, [m], f"{m} linear probe")
-    train_source, test_source = (open_source(d.path, d.format, d.classnames) for d in (task.train_data, task.data))
+    train_source, test_source = open_spec(task.train_data), open_spec(task.data)
     classnames = linear_probe.shared_classnames(train_source, test_source)
     train, test = (embed_source(model, s, [m], transforms, tokenizer, loading, need_labels=True)
                    for s in (train_source, test_source))
@@ -323,7 +323,7 @@ def backdoor_task(model, transforms, tokenizer, task: BackdoorTask, loading: Loa
     success rate is the share of those sent to the target class, beside the share of their clean versions already
     sent there and the clean top-1."""
     check_modalities(model, ["image", "text"], "backdoor evaluation")
-    source = open_source(task.data.path, task.data.format, task.data.classnames)
+    source = open_spec(task.data)
     if task.target not in (source.classnames or []):
         raise UserError(f"task {task.label}: target {task.target!r} is not one of the class names of {source.path}")
     target = source.classnames.index(task.target)

@@ -25,6 +25,10 @@ class DataSpec(Section):
                             "any other folder is class folders.")
     classnames: str | None = Field(None, description="File with one class name (label text) per line, in label "
                                                      "order; default: the dataset's classnames.txt or folder names.")
+    split: str | None = Field(None, description="A part of `path`: shards in PATH/SPLIT/*.tar (CLIP_benchmark's "
+                              "train/ and test/), class folders in PATH/SPLIT/CLASS/, or the manifest rows whose "
+                              "`split` column holds it (class names from label text still come from every row). "
+                              "null: shards in PATH or PATH/test, class folders in PATH, every manifest row.")
 
 
 class AudioWindowsConfig(Section):
