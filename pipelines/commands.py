@@ -63,6 +63,9 @@ def register_eval(parser) -> None:
     parser.add_argument("--data", help="Shard folder, CLASS/NAME.ext folder or .csv/.tsv/.jsonl manifest.")
     parser.add_argument("--format", default="auto", choices=("auto", "shards", "class_folders", "manifest"),
                         help="How to read --data (default: auto).")
+    parser.add_argument("--split", help="A part of --data: shards in DATA/SPLIT/*.tar, class folders in "
+                        "DATA/SPLIT/CLASS/, or the manifest rows whose split column holds it (default: shards in "
+                        "DATA or DATA/test, every row).")
     parser.add_argument("--task", default="zeroshot_classification",
                         choices=("zeroshot_classification", "retrieval", "multimodal_retrieval", "geometry"),
                         help="What to measure on --data (default zeroshot_classification).")
@@ -137,10 +140,10 @@ def eval_config_from_args(args):
     from mmcl.eval.tasks import EvalConfig
 
     if args.tasks:
-        if (args.data or args.templates or args.class_prompts or args.classnames or args.modalities or args.name
-                or args.audio_windows or args.audio_stride is not None):
+        if (args.data or args.split or args.templates or args.class_prompts or args.classnames or args.modalities
+                or args.name or args.audio_windows or args.audio_stride is not None):
             raise UserError("--tasks FILE.yaml holds each task's data, templates, class prompts, class names, "
-                            "modalities, audio windows and name; drop --data/--templates/--class-prompts/"
+                            "modalities, audio windows and name; drop --data/--split/--templates/--class-prompts/"
                             "--classnames/--modalities/--audio-windows/--audio-stride/--name")
         return load_config(EvalConfig, args.tasks, [f"batch_size={args.batch_size}",
                                                    f"num_workers={args.num_workers}"]
@@ -152,6 +155,8 @@ def eval_config_from_args(args):
         task["name"] = args.name
     if args.classnames:
         task["data"]["classnames"] = args.classnames
+    if args.split:
+        task["data"]["split"] = args.split
     if args.task == "zeroshot_classification":
         task["modality"] = args.modality
         if args.templates:

@@ -93,3 +93,15 @@ def test_a_split_that_is_not_there_names_the_ones_that_are(parts, tmp_path):
     (tmp_path / "n.jsonl").write_text('{"image": "a.jpg", "label": 0}\n')
     with pytest.raises(UserError, match="it has no split column"):
         open_source(tmp_path / "n.jsonl", split="test")
+
+
+def test_mmcl_eval_split_flag_reads_that_part(parts, tmp_path):
+    import json
+
+    from pipelines.cli import main as mmcl
+
+    root, _ = parts
+    out = tmp_path / "r.json"
+    assert mmcl(["eval", "tiny", "--data", str(root / "folders"), "--split", "train", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["num_samples"] == 60 and result["dataset"]["split"] == "train"
