@@ -136,4 +136,6 @@ def test_two_tasks_with_one_name_are_refused_up_front():
 def test_name_is_for_the_flags_route_only(data, tmp_path, capsys):
     (tmp_path / "tasks.yaml").write_text("tasks: []\n")
     assert mmcl(["eval", str(data / "model"), "--tasks", str(tmp_path / "tasks.yaml"), "--name", "x"]) == 2
-    assert "drop --data/--templates/--class-prompts/" in capsys.readouterr().err
+    assert "drop --data/--split/--templates/--class-prompts/" in capsys.readouterr().err
+    assert mmcl(["eval", str(data / "model"), "--tasks", str(tmp_path / "tasks.yaml"), "--split", "test"]) == 2
+    assert "drop --data/--split/" in capsys.readouterr().err
