@@ -3,12 +3,12 @@ and captions of a few samples for the report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from itertools import islice
 from typing import Iterator
 
 from mmcl.data.failures import FailureCounter
+from mmcl.config import read_json
 from mmcl.errors import UserError
 from mmcl.eval.datasets import RawItem, ShardSource
 
@@ -64,11 +64,9 @@ class _TaggedPart:
 
 def read_poisoned(path: Path) -> set[tuple[str, str]]:
     """The (shard, key) pairs a poison record (`mmcl shards poison`'s poisoned.json) lists."""
+    record = read_json(path, "a poison record")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
         return {(sample["shard"], sample["key"]) for sample in record["samples"]}
-    except FileNotFoundError:
-        raise UserError(f"{path}: poison record not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError) as err:
         raise UserError(f"{path}: not a poison record as `mmcl shards poison` writes it ({{\"samples\": [{{\"shard\", "
                         f"\"key\"}}, ...]}}): {type(err).__name__}: {err}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmcl.config import read_json
 from mmcl.errors import UserError
 
 
@@ -30,13 +31,7 @@ def task_results(data: dict) -> list[dict]:
 
 
 def read_results(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: result file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not a JSON result file: {err}") from None
+    data = read_json(path, "an mmcl eval result file")
     if not isinstance(data, dict) or not all(isinstance(r, dict) and "metrics" in r for r in task_results(data)):
         raise UserError(f"{path}: not an mmcl eval result (no metrics)")
     return task_results(data)

@@ -7,9 +7,9 @@ and the result records the set and its origin.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from mmcl.config import read_json
 from mmcl.errors import UserError
 from mmcl.eval.datasets import TEMPLATES_FILE, read_lines
 
@@ -54,14 +54,7 @@ def read_class_prompts(given: dict[str, list[str]] | str, classnames: list[str],
     file of that form (CuPL's published prompt files are). Every key must be a class name: a misspelt one would
     silently leave its class without them."""
     if isinstance(given, str):
-        path = Path(given)
-        if not path.is_file():
-            raise UserError(f"{where}: class prompts file {path} not found")
-        try:
-            given = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not JSON ({err})") from None
-        where = str(path)
+        where, given = given, read_json(given, "a class prompts file ({class name: [prompts]})")
     if not isinstance(given, dict) or not all(
             isinstance(v, list) and all(isinstance(p, str) and p.strip() for p in v) for v in given.values()):
         raise UserError(f"{where}: class prompts must map each class name to a list of non-empty prompts")
