@@ -28,9 +28,16 @@ SKIPPED = "__skipped__"
 def load_media(modality: str, data: bytes, transform: Callable, image_limits: image.ImageLimits) -> torch.Tensor:
     """Encoded bytes to the tower's input. Images beyond `image_limits` are refused from their header; audio reads
     only the window its transform uses."""
+    return load_media_each(modality, data, [transform], image_limits)[0]
+
+
+def load_media_each(modality: str, data: bytes, transforms: list[Callable],
+                    image_limits: image.ImageLimits) -> list[torch.Tensor]:
+    """`load_media` through each transform: an image is decoded once for all; audio is read once per transform,
+    each reading its own window."""
     if modality == "image":
-        return image.load(data, transform, image_limits)
-    return audio.load(data, transform)
+        return image.load_each(data, transforms, image_limits)
+    return [audio.load(data, transform) for transform in transforms]
 
 
 class SampleDecoder:
@@ -68,9 +75,10 @@ class SampleDecoder:
             if ext is None:
                 continue
             try:
-                out[name] = load_media(name, raw[ext], transform, self.image_limits)
-                if name in self.view_transforms:
-                    out[view_key(name)] = load_media(name, raw[ext], self.view_transforms[name], self.image_limits)
+                viewed = [self.view_transforms[name]] if name in self.view_transforms else []
+                out[name], *view = load_media_each(name, raw[ext], [transform, *viewed], self.image_limits)
+                if view:
+                    out[view_key(name)] = view[0]
             except Exception as err:  # decoders raise many types on corrupt bytes; the sample is unusable
                 raise SampleError(key, f"undecodable {name}", f"{type(err).__name__}: {err}") from err
         if self.text:

@@ -52,7 +52,14 @@ def decode(data: bytes, limits: ImageLimits, short_side: int | None = None) -> I
 
 
 def load(data: bytes, transform, limits: ImageLimits) -> torch.Tensor:
-    return transform(decode(data, limits, short_side_needed(transform) if limits.jpeg_draft else None))
+    return load_each(data, [transform], limits)[0]
+
+
+def load_each(data: bytes, transforms: list, limits: ImageLimits) -> list[torch.Tensor]:
+    """The picture decoded once and put through each transform (a sample and its second view). Draft decoding
+    goes by the first transform; the others must start with the same crop or resize (mmcl.data.views keeps it)."""
+    picture = decode(data, limits, short_side_needed(transforms[0]) if limits.jpeg_draft else None)
+    return [transform(picture) for transform in transforms]
 
 
 def placeholder(transform) -> torch.Tensor:
